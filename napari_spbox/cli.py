@@ -1,0 +1,162 @@
+"""``spbox`` command line: segment | evaluate | train | benchmark | serve-cvat."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _click(text: str):
+    """Parse ``x,y`` (positive) or ``x,y,-`` / ``x,y,neg`` (negative) into (row, col, positive)."""
+    parts = text.split(",")
+    try:
+        x, y = float(parts[0]), float(parts[1])
+    except (IndexError, ValueError):
+        raise argparse.ArgumentTypeError(f"a click is x,y or x,y,neg; got {text!r}") from None
+    positive = not (len(parts) > 2 and parts[2].strip().lower() in ("-", "neg", "n", "0", "negative"))
+    return (y, x, positive)
+
+
+def cmd_segment(args) -> int:
+    from .core.predictor import make_predictor
+    from .core.protocol import Session
+    from .datasets import load_image
+    from .report import save_overlay
+
+    image = load_image(args.image)
+    kw = {"weights": args.weights, "device": args.device} if args.method == "spbox" else {}
+    predictor = make_predictor(args.method, **kw)
+    predictor.set_image(image)
+    if args.box:
+        x0, y0, x1, y1 = args.box
+        session = Session.from_box(image.shape, (y0, x0), (y1, x1), strict=not args.non_strict)
+    else:
+        session = Session(image.shape, strict=not args.non_strict)
+    for r, c, positive in args.click or []:
+        session.add_click(r, c, positive)
+    pred = predictor.predict(session)
+    out = Path(args.out)
+    save_overlay(out, image, pred.mask, session)
+    if args.mask_out:
+        from PIL import Image
+
+        Image.fromarray(pred.mask.astype(np.uint8) * 255).save(args.mask_out)
+    print(f"{out}: {int(pred.mask.sum())} pixels in the mask, {pred.elapsed_ms:.0f} ms")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .core.predictor import make_predictor
+    from .datasets import read_dataset
+    from .evaluation.metrics import summarise
+    from .evaluation.robot import evaluate
+    from .report import plot_miou, write_csv
+
+    items = read_dataset(args.path, ignore_value=args.ignore_value)
+    if args.limit:
+        items = items[: args.limit]
+    kw = {"weights": args.weights, "device": args.device, "variant": args.variant} if args.method == "spbox" else {}
+    predictor = make_predictor(args.method, n_segments=args.superpixels, **kw)
+    per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
+    summary = summarise(per_object, args.max_clicks)
+    summary.update(method=args.method, protocol=args.protocol, dataset=str(args.path), start_from_mask=args.start_from_mask)
+    if args.start_from_mask:
+        summary["miou_start"] = float(np.mean([o["iou0"] for o in per_object]))
+    print(json.dumps({k: v for k, v in summary.items() if k != "miou_per_click"}, indent=1))
+    print("mIoU per click:", " ".join(f"{v:.3f}" for v in summary["miou_per_click"]))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+        write_csv(Path(args.json).with_suffix(".csv"), per_object, args.max_clicks)
+    if args.plot:
+        plot_miou(args.plot, [summary] + [json.loads(Path(p).read_text()) for p in args.compare or []])
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train.loop import train, write_log_json
+
+    ckpt = train(args.data, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                 size=args.size, repeats=args.repeats, loss=args.loss, variant=args.variant, init=args.init,
+                 resume=args.resume, seed=args.seed, workers=args.workers, val_objects=args.val_objects,
+                 device=args.device, max_steps=args.max_steps, cache_dir=args.cache_dir)
+    write_log_json(args.out)
+    print(f"checkpoint: {ckpt}; weights: {Path(args.out) / 'weights.pt'}")
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    print("spbox benchmark: not yet available (issue 7)", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spbox", description="Localized interactive instance segmentation (SPBox).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("segment", help="segment one object of an image from clicks, write an overlay PNG")
+    s.add_argument("image")
+    s.add_argument("--click", action="append", type=_click, help="x,y (positive) or x,y,neg; repeat in order")
+    s.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="start from a box")
+    s.add_argument("--method", default="spbox", choices=["spbox", "grabcut", "random-walker"])
+    s.add_argument("--weights", default=None)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--non-strict", action="store_true", help="accept clicks that break the protocol")
+    s.add_argument("--out", default="segment.png")
+    s.add_argument("--mask-out", default=None, help="also write the mask as a PNG")
+    s.set_defaults(func=cmd_segment)
+
+    e = sub.add_parser("evaluate", help="robot-user evaluation (NoC, NoF, mIoU per click)")
+    e.add_argument("path", help="GrabCut folder, img/+gt/ folder or COCO instances.json")
+    e.add_argument("--method", default="spbox", choices=["spbox", "grabcut", "random-walker"])
+    e.add_argument("--protocol", default="standard", choices=["standard", "paper"])
+    e.add_argument("--limit", type=int, default=None, help="first N objects only")
+    e.add_argument("--max-clicks", type=int, default=20)
+    e.add_argument("--ignore-value", type=int, default=None, help="mask value to ignore (img/gt layout)")
+    e.add_argument("--start-from-mask", action="store_true", help="correction mode from degraded GT masks")
+    e.add_argument("--weights", default=None)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--variant", default="spbox", help="guidance variant of the weights (spbox, eu, bbox, dt)")
+    e.add_argument("--superpixels", type=int, default=1000)
+    e.add_argument("--json", default=None, help="write the summary here (and a per-object CSV beside it)")
+    e.add_argument("--plot", default=None, help="write the mIoU-vs-clicks plot here")
+    e.add_argument("--compare", nargs="*", help="other --json summaries to draw on the same plot")
+    e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("train", help="train an SPBox network on simulated clicks")
+    t.add_argument("--data", nargs="+", required=True, help="dataset paths (img/+gt/ folders, COCO JSON)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--arch", default="efficientnet_lite0", choices=["efficientnet_lite0", "resnet101"])
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--size", type=int, default=320)
+    t.add_argument("--repeats", type=int, default=1, help="simulated click sets per object and epoch")
+    t.add_argument("--loss", default="bce", choices=["bce", "nfl"])
+    t.add_argument("--variant", default="spbox")
+    t.add_argument("--init", default=None, help="start from these weights (e.g. the shipped ones)")
+    t.add_argument("--resume", default=None, help="resume from a checkpoint (last.pt)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--workers", type=int, default=0)
+    t.add_argument("--val-objects", type=int, default=24)
+    t.add_argument("--device", default=None)
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--cache-dir", default=None)
+    t.set_defaults(func=cmd_train)
+
+    b = sub.add_parser("benchmark", help="per-click latency and memory (not yet available)")
+    b.set_defaults(func=cmd_benchmark)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

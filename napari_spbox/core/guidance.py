@@ -1,0 +1,133 @@
+"""Guidance maps: the paper's Eq. 1 (S+/S-), Eq. 2-6 (superpixel box G) and the ablation variants.
+
+Every map is ``(H, W)`` float32. Distance maps are in pixels truncated at 255; box maps are 0/1.
+:func:`guidance_stack` turns a :class:`~napari_spbox.core.protocol.Session` into the three network
+channels; training and inference both call it, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial.distance import cdist
+
+from .protocol import Box, Session
+from .superpixels import Superpixels
+
+TRUNCATE = 255.0
+
+#: Named guidance variants: (click encoding, box encoding). ``spbox`` is the paper's model; the others
+#: are the ablations of Table 1 (EU = Euclidean click maps and no box, as in iFCN).
+VARIANTS = {
+    "spbox": ("superpixel", "spbox"),
+    "bbox": ("superpixel", "bbox"),
+    "dt": ("superpixel", "dt"),
+    "eu": ("euclidean", "none"),
+}
+
+
+def click_superpixels(sp: Superpixels, clicks) -> np.ndarray:
+    """Indices of the superpixels holding the clicks: {z} = f_Z^p({c}) (Sec. 3.2)."""
+    if not clicks:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.array([c.row for c in clicks])
+    cols = np.array([c.col for c in clicks])
+    return np.unique(sp.labels[rows, cols]).astype(np.int64)
+
+
+def superpixel_distance_map(sp: Superpixels, clicks, truncate: float = TRUNCATE) -> np.ndarray:
+    """Superpixel guidance map S_Z (Eq. 1).
+
+    S_Z(p) = min over clicked superpixels z of d_2^c(z, f_Z^p(p)): the Euclidean distance between the
+    centroid of p's superpixel and the nearest centroid of a clicked superpixel, truncated at 255.
+    Computed once per superpixel (an ``n x k`` centroid distance matrix), then painted onto pixels.
+    With no clicks every pixel is 255.
+    """
+    clicked = click_superpixels(sp, clicks)
+    if clicked.size == 0:
+        return np.full(sp.shape, truncate, dtype=np.float32)
+    per_sp = cdist(sp.centroids, sp.centroids[clicked]).min(axis=1)
+    return np.minimum(per_sp, truncate).astype(np.float32)[sp.labels]
+
+
+def box_superpixels(sp: Superpixels, box: Box | None) -> np.ndarray:
+    """Membership of {Z_b} (Eq. 2): superpixels lying on or inside the box, as a bool per superpixel.
+
+    "On or inside" is read as "has at least one pixel in the box", so superpixels crossing the box
+    edge are taken whole and G follows image edges rather than the box outline. ``None`` (no box yet)
+    means no localisation: every superpixel is in.
+    """
+    member = np.zeros(sp.n, dtype=bool)
+    if box is None:
+        member[:] = True
+        return member
+    member[np.unique(sp.labels[box.top : box.bottom + 1, box.left : box.right + 1])] = True
+    return member
+
+
+def superpixel_box_map(sp: Superpixels, box: Box | None, extra_positive=(), extra_negative=()) -> np.ndarray:
+    """Superpixel-box guidance G-hat (Eq. 3-6).
+
+    {Z-hat_b} = {Z_b} ∪ {z+_{i!=0}} \\ {z-_{i!=0}} (Eq. 3-5), and G-hat(p) = 1 where p's superpixel is
+    in {Z-hat_b} (Eq. 6). With no extra clicks this is G of Eq. 2.
+    """
+    member = box_superpixels(sp, box)
+    member[click_superpixels(sp, list(extra_positive))] = True
+    member[click_superpixels(sp, list(extra_negative))] = False
+    return member.astype(np.float32)[sp.labels]
+
+
+def euclidean_distance_map(shape, clicks, truncate: float = TRUNCATE) -> np.ndarray:
+    """EU ablation: per-pixel Euclidean distance to the nearest click, truncated at 255 (iFCN)."""
+    if not clicks:
+        return np.full(shape[:2], truncate, dtype=np.float32)
+    seeds = np.ones(shape[:2], dtype=bool)
+    seeds[[c.row for c in clicks], [c.col for c in clicks]] = False
+    return np.minimum(ndimage.distance_transform_edt(seeds), truncate).astype(np.float32)
+
+
+def box_map(shape, box: Box | None) -> np.ndarray:
+    """BBox ablation: 1 inside the rectilinear box between e0 and e1, 0 outside (all 1 without a box)."""
+    if box is None:
+        return np.ones(shape[:2], dtype=np.float32)
+    out = np.zeros(shape[:2], dtype=np.float32)
+    out[box.top : box.bottom + 1, box.left : box.right + 1] = 1.0
+    return out
+
+
+def box_distance_map(shape, box: Box | None, truncate: float = TRUNCATE) -> np.ndarray:
+    """DT ablation: distance transform of the BBox, as 1 - min(d, 255) / 255 (1 inside, fading outside)."""
+    inside = box_map(shape, box)
+    if box is None:
+        return inside
+    d = ndimage.distance_transform_edt(inside == 0)
+    return (1.0 - np.minimum(d, truncate) / truncate).astype(np.float32)
+
+
+def guidance_stack(sp: Superpixels, session: Session, variant: str = "spbox") -> np.ndarray:
+    """The three guidance channels (S+, S-, G) for a session, as float32 ``(H, W, 3)`` in [0, 1].
+
+    S+ and S- are divided by 255; G (or its ablation) is already 0..1. This is the one function that
+    turns clicks into network input, for training and inference alike.
+    """
+    try:
+        click_kind, box_kind = VARIANTS[variant]
+    except KeyError:
+        raise ValueError(f"unknown guidance variant {variant!r}; choose one of {sorted(VARIANTS)}") from None
+    pos, neg = session.positives, session.negatives
+    if click_kind == "superpixel":
+        s_pos, s_neg = superpixel_distance_map(sp, pos), superpixel_distance_map(sp, neg)
+    else:
+        s_pos, s_neg = euclidean_distance_map(sp.shape, pos), euclidean_distance_map(sp.shape, neg)
+    if box_kind == "spbox":
+        extra = session.extra_clicks
+        g = superpixel_box_map(
+            sp, session.box, [c for c in extra if c.positive], [c for c in extra if not c.positive]
+        )
+    elif box_kind == "bbox":
+        g = box_map(sp.shape, session.box)
+    elif box_kind == "dt":
+        g = box_distance_map(sp.shape, session.box)
+    else:
+        g = np.ones(sp.shape, dtype=np.float32)
+    return np.stack([s_pos / TRUNCATE, s_neg / TRUNCATE, g], axis=-1).astype(np.float32)

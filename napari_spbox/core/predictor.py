@@ -1,0 +1,241 @@
+"""One predictor interface for every front-end: ``set_image`` once, then ``predict(session)``.
+
+:class:`Predictor` caches the normalised image and its superpixels; subclasses turn a session into a
+probability map. The classical baselines (OpenCV GrabCut, scikit-image random walker) live here,
+named as what they are; the trained network is :class:`napari_spbox.model.SPBoxPredictor`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .guidance import superpixel_box_map
+from .image import to_rgb_float, to_uint8
+from .protocol import Box, Session
+from .superpixels import Superpixels, compute_superpixels
+
+THRESHOLD = 0.49
+
+#: Zoom-in crop margin: the window is the superpixel box grown by this fraction of its size per side.
+CROP_MARGIN = 0.4
+#: The window is never smaller than this many pixels per side (tiny objects keep some context).
+CROP_MIN_SIDE = 64
+
+
+@dataclass
+class Prediction:
+    """Result of one prediction: probability map, thresholded mask and how long it took."""
+
+    prob: np.ndarray
+    threshold: float = THRESHOLD
+    elapsed_ms: float = 0.0
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.prob > self.threshold
+
+
+def zoom_window(region: Box | None, shape, margin: float = CROP_MARGIN, min_side: int = CROP_MIN_SIDE) -> Box:
+    """The crop the network sees: ``region`` grown by ``margin`` of its size per side, clipped.
+
+    ``region`` is the bounding box of the superpixel-box map G (so it follows superpixels and grown
+    boxes); ``None`` (no box yet) gives the whole image. Training uses the same function.
+    """
+    h, w = shape[:2]
+    if region is None:
+        return Box(0, 0, h - 1, w - 1)
+    cy, cx = (region.top + region.bottom) / 2.0, (region.left + region.right) / 2.0
+    half_h = max(region.height * (0.5 + margin), min_side / 2.0)
+    half_w = max(region.width * (0.5 + margin), min_side / 2.0)
+    return Box(int(cy - half_h), int(cx - half_w), int(np.ceil(cy + half_h)), int(np.ceil(cx + half_w))).clip(shape)
+
+
+def guidance_region(sp: Superpixels, session: Session) -> Box | None:
+    """Bounding box of G-hat's support (Eq. 6), or ``None`` when there is no box yet."""
+    if session.box is None:
+        return None
+    extra = session.extra_clicks
+    g = superpixel_box_map(sp, session.box, [c for c in extra if c.positive], [c for c in extra if not c.positive])
+    if not g.any():
+        return session.box
+    return Box.from_mask(g > 0)
+
+
+class Predictor:
+    """Base class: holds one image, its normalised RGB and its superpixels.
+
+    Parameters
+    ----------
+    n_segments : int
+        SLIC superpixels per image (about 1000 in the paper).
+    threshold : float
+        Probability above which a pixel is in the mask.
+    """
+
+    name = "base"
+
+    def __init__(self, n_segments: int = 1000, threshold: float = THRESHOLD):
+        self.n_segments = n_segments
+        self.threshold = threshold
+        self.rgb: np.ndarray | None = None
+        self._superpixels: Superpixels | None = None
+        self._source = None
+
+    def set_image(self, image, channel_axis: int | None = -1) -> None:
+        """Normalise ``image`` and forget cached per-image work (superpixels are computed lazily once)."""
+        if image is self._source and self.rgb is not None:
+            return
+        self.rgb = to_rgb_float(image, channel_axis=channel_axis)
+        self._superpixels = None
+        self._source = image
+
+    @property
+    def superpixels(self) -> Superpixels:
+        """SLIC superpixels of the current image, computed on first use and cached."""
+        if self.rgb is None:
+            raise RuntimeError("call set_image() before predicting")
+        if self._superpixels is None:
+            self._superpixels = compute_superpixels(self.rgb, self.n_segments)
+        return self._superpixels
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        if self.rgb is None:
+            raise RuntimeError("call set_image() before predicting")
+        return self.rgb.shape[:2]
+
+    def predict(self, session: Session) -> Prediction:
+        """Probability map for the object described by ``session``'s clicks and box."""
+        if self.rgb is None:
+            raise RuntimeError("call set_image() before predicting")
+        if session.shape != self.shape:
+            raise ValueError(f"session is for a {session.shape} image, predictor holds {self.shape}")
+        t0 = time.perf_counter()
+        if not session.positives and session.box is None:
+            prob = np.zeros(self.shape, dtype=np.float32)
+        else:
+            prob = np.clip(self._predict(session), 0.0, 1.0).astype(np.float32)
+        return Prediction(prob, self.threshold, (time.perf_counter() - t0) * 1000.0)
+
+    def _predict(self, session: Session) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _disk_mask(shape, clicks, radius: int) -> np.ndarray:
+    out = np.zeros(shape, dtype=bool)
+    if not clicks:
+        return out
+    rr, cc = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    disk = rr**2 + cc**2 <= radius**2
+    h, w = shape
+    for c in clicks:
+        r0, c0 = c.row - radius, c.col - radius
+        sr0, sc0 = max(0, -r0), max(0, -c0)
+        sr1, sc1 = disk.shape[0] - max(0, r0 + disk.shape[0] - h), disk.shape[1] - max(0, c0 + disk.shape[1] - w)
+        out[max(0, r0) : r0 + sr1, max(0, c0) : c0 + sc1] |= disk[sr0:sr1, sc0:sc1]
+    return out
+
+
+def _seed_radius(shape) -> int:
+    return max(2, int(round(0.01 * max(shape))))
+
+
+def _default_box(session: Session, shape) -> Box:
+    """Box used by the baselines before the protocol has one: a window around the positive clicks."""
+    if session.box is not None:
+        return session.box
+    half = int(0.25 * max(shape))
+    box = Box(session.positives[0].row, session.positives[0].col, session.positives[0].row, session.positives[0].col)
+    for c in session.positives:
+        box = box.grow_to(c.row, c.col)
+    return Box(box.top - half, box.left - half, box.bottom + half, box.right + half).clip(shape)
+
+
+class GrabCutPredictor(Predictor):
+    """Baseline: OpenCV GrabCut seeded from the box (outside = background) and the clicks (hard seeds)."""
+
+    name = "grabcut"
+
+    def __init__(self, iterations: int = 5, **kw):
+        super().__init__(**kw)
+        self.iterations = iterations
+
+    def _predict(self, session: Session) -> np.ndarray:
+        try:
+            import cv2
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("the GrabCut baseline needs opencv-python-headless (pip install 'napari-spbox[dev]')") from exc
+        shape = self.shape
+        box = _default_box(session, shape)
+        gc = np.full(shape, cv2.GC_BGD, dtype=np.uint8)
+        gc[box.top : box.bottom + 1, box.left : box.right + 1] = cv2.GC_PR_FGD
+        r = _seed_radius(shape)
+        gc[_disk_mask(shape, session.negatives, r)] = cv2.GC_BGD
+        gc[_disk_mask(shape, session.positives, r)] = cv2.GC_FGD
+        if not (gc == cv2.GC_BGD).any():  # the box covers the image: GrabCut needs some background
+            gc[[0, -1], :] = cv2.GC_PR_BGD
+            gc[:, [0, -1]] = cv2.GC_PR_BGD
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        img = to_uint8(self.rgb)[..., ::-1].copy()
+        cv2.grabCut(img, gc, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+        return np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+
+
+class RandomWalkerPredictor(Predictor):
+    """Baseline: scikit-image random walker seeded from the clicks (and the outside of the box).
+
+    Runs on a copy downscaled to at most ``max_side`` pixels (the solver is slow on full frames) and
+    upsamples the foreground probability.
+    """
+
+    name = "random-walker"
+
+    def __init__(self, beta: float = 130.0, max_side: int = 320, **kw):
+        super().__init__(**kw)
+        self.beta = beta
+        self.max_side = max_side
+
+    def _predict(self, session: Session) -> np.ndarray:
+        from skimage.segmentation import random_walker
+        from skimage.transform import resize
+
+        shape = self.shape
+        scale = min(1.0, self.max_side / max(shape))
+        small = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
+        img = resize(self.rgb, small + (3,), order=1, anti_aliasing=True) if scale < 1 else self.rgb
+        seeds = np.zeros(small, dtype=np.int32)
+
+        def pts(clicks):
+            return [type(c)(min(small[0] - 1, int(c.row * scale)), min(small[1] - 1, int(c.col * scale)), c.positive) for c in clicks]
+
+        box = _default_box(session, shape)
+        b = Box(int(box.top * scale), int(box.left * scale), int(box.bottom * scale), int(box.right * scale))
+        outside = np.ones(small, dtype=bool)
+        outside[b.top : b.bottom + 1, b.left : b.right + 1] = False
+        if not outside.any():
+            outside[[0, -1], :] = True
+            outside[:, [0, -1]] = True
+        seeds[outside] = 2
+        r = max(1, _seed_radius(small))
+        seeds[_disk_mask(small, pts(session.negatives), r)] = 2
+        seeds[_disk_mask(small, pts(session.positives), r)] = 1
+        prob = random_walker(img, seeds, beta=self.beta, mode="cg_j", tol=1e-3, channel_axis=-1, return_full_prob=True)[0]
+        if scale < 1:
+            prob = resize(prob, shape, order=1)
+        return prob
+
+
+def make_predictor(method: str = "spbox", **kw) -> Predictor:
+    """Predictor by name: ``spbox`` (the trained network), ``grabcut`` or ``random-walker``."""
+    if method == "grabcut":
+        return GrabCutPredictor(**kw)
+    if method == "random-walker":
+        return RandomWalkerPredictor(**kw)
+    if method == "spbox":
+        from ..model.inference import SPBoxPredictor
+
+        return SPBoxPredictor(**kw)
+    raise ValueError(f"unknown method {method!r}; choose spbox, grabcut or random-walker")

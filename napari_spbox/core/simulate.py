@@ -1,0 +1,167 @@
+"""Simulated user clicks for training (paper Sec. 3.4) and guidance dropout (Sec. 4.2).
+
+Everything draws from a ``numpy.random.Generator`` passed in, so a seed reproduces a sample exactly.
+The clicks are fed through a non-strict :class:`Session`, so the box is built by the very rule the
+front-ends use (:func:`~napari_spbox.core.protocol.box_from_pair`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .protocol import Box, Click, Session, box_from_pair
+from .superpixels import Superpixels
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two inclusive pixel boxes."""
+    ih = min(a.bottom, b.bottom) - max(a.top, b.top) + 1
+    iw = min(a.right, b.right) - max(a.left, b.left) + 1
+    inter = max(0, ih) * max(0, iw)
+    return inter / float(a.height * a.width + b.height * b.width - inter)
+
+
+def _inner_point(mask: np.ndarray) -> tuple[int, int]:
+    """The object pixel farthest from its boundary."""
+    dt = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(np.argmax(dt), dt.shape)
+    return int(r), int(c)
+
+
+def centre_click(mask: np.ndarray, rng: np.random.Generator, displacement=(20, 50), tries: int = 30) -> Click:
+    """First positive click: the mask centroid, moved inside for concave shapes, displaced 20-50 px.
+
+    The displaced click must stay in the object; if no try lands inside (a small object), the
+    largest displacement that does is used, down to none.
+    """
+    rows, cols = np.nonzero(mask)
+    r, c = int(round(rows.mean())), int(round(cols.mean()))
+    if not mask[r, c]:
+        r, c = _inner_point(mask)
+    lo, hi = displacement
+    for scale in (1.0, 0.5, 0.25):
+        for _ in range(tries):
+            rad, ang = rng.uniform(lo, hi) * scale, rng.uniform(0, 2 * np.pi)
+            rr, cc = int(round(r + rad * np.sin(ang))), int(round(c + rad * np.cos(ang)))
+            if 0 <= rr < mask.shape[0] and 0 <= cc < mask.shape[1] and mask[rr, cc]:
+                return Click(rr, cc, True)
+    return Click(r, c, True)
+
+
+def first_negative(mask: np.ndarray, positive: Click, rng: np.random.Generator, min_iou: float = 0.7, tries: int = 60) -> Click:
+    """First negative click, just outside the object (Eq. 7).
+
+    d = (r1 - r2) w + (1 + r2) h with r1 ~ U(0, 1), r2 ~ N(0, 1), for the object's box of size w x h.
+    We read d as the diagonal of the box the pair spans: the negative lands |d| / 2 from the centre
+    click, towards a random corner of the object's box (angle jittered by up to 20 degrees), on a
+    background pixel. Pairs whose box (by :func:`box_from_pair`) has IoU >= ``min_iou`` with the
+    object's box are kept; if no try qualifies the best one is used.
+    """
+    gt = Box.from_mask(mask)
+    h, w = gt.height, gt.width
+    corners = [(gt.top, gt.left), (gt.top, gt.right), (gt.bottom, gt.left), (gt.bottom, gt.right)]
+    best, best_iou = None, -1.0
+    for _ in range(tries):
+        r1, r2 = rng.uniform(0, 1), rng.normal(0, 1)
+        d = abs((r1 - r2) * w + (1 + r2) * h) / 2.0
+        cr, cc = corners[rng.integers(4)]
+        ang = np.arctan2(cr - positive.row, cc - positive.col) + np.deg2rad(rng.uniform(-20, 20))
+        nr, nc = int(round(positive.row + d * np.sin(ang))), int(round(positive.col + d * np.cos(ang)))
+        if not (0 <= nr < mask.shape[0] and 0 <= nc < mask.shape[1]) or mask[nr, nc]:
+            continue
+        neg = Click(nr, nc, False)
+        iou = box_iou(box_from_pair(positive, neg, mask.shape), gt)
+        if iou >= min_iou:
+            return neg
+        if iou > best_iou:
+            best, best_iou = neg, iou
+    if best is None:  # the object fills the image around the click: take the corner outside it
+        cr, cc = corners[rng.integers(4)]
+        best = Click(int(np.clip(cr, 0, mask.shape[0] - 1)), int(np.clip(cc, 0, mask.shape[1] - 1)), False)
+    return best
+
+
+def _pick_superpixel_clicks(sp: Superpixels, candidates: np.ndarray, allowed: np.ndarray, k: int, positive, rng) -> list:
+    """Click on ``k`` random candidate superpixels, at their allowed pixel nearest the centroid."""
+    if candidates.size == 0 or k <= 0:
+        return []
+    chosen = rng.choice(candidates, size=min(k, candidates.size), replace=False)
+    clicks = []
+    for z in chosen:
+        rows, cols = np.nonzero((sp.labels == z) & allowed)
+        if rows.size == 0:
+            continue
+        i = np.argmin((rows - sp.centroids[z, 0]) ** 2 + (cols - sp.centroids[z, 1]) ** 2)
+        clicks.append(Click(int(rows[i]), int(cols[i]), positive))
+    return clicks
+
+
+def _fraction_in_mask(sp: Superpixels, mask: np.ndarray) -> np.ndarray:
+    count = np.bincount(sp.labels.ravel(), minlength=sp.n)
+    inside = np.bincount(sp.labels.ravel(), weights=mask.ravel().astype(np.float64), minlength=sp.n)
+    return inside / np.maximum(count, 1)
+
+
+def simulate_session(
+    mask: np.ndarray,
+    sp: Superpixels,
+    rng: np.random.Generator,
+    p_single: float = 0.1,
+    p_pair_only: float = 0.1,
+    p_free: float = 0.3,
+    n_extra=(2, 5),
+) -> Session:
+    """Simulate the clicks for one training sample (Sec. 3.4) as a non-strict :class:`Session`.
+
+    * centre positive (:func:`centre_click`) and first negative (:func:`first_negative`) set the box;
+    * with probability ``p_single`` only the centre click is given, with ``p_pair_only`` only the pair
+      (Sec. 4.2: robustness to the number of clicks);
+    * otherwise 2-5 extra positive superpixels outside the box and 2-5 negative superpixels inside it
+      (each kind present half of the time). With probability ``p_free`` the extra clicks ignore the
+      box rule (positives anywhere on the object, negatives on nearby background), as the field's
+      standard robot user clicks, so one model serves both protocols.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    session = Session(mask.shape, strict=False)
+    pos = centre_click(mask, rng)
+    session.add_click(pos.row, pos.col, True)
+    u = rng.uniform()
+    if u < p_single:
+        return session
+    neg = first_negative(mask, pos, rng)
+    session.add_click(neg.row, neg.col, False)
+    if u < p_single + p_pair_only:
+        return session
+    frac = _fraction_in_mask(sp, mask)
+    free = rng.uniform() < p_free
+    lo, hi = n_extra
+    if rng.uniform() < 0.5:
+        cy, cx = sp.centroids[:, 0], sp.centroids[:, 1]
+        b = session.box
+        outside = ~((cy >= b.top) & (cy <= b.bottom) & (cx >= b.left) & (cx <= b.right))
+        cand = np.flatnonzero((frac > 0.5) & (True if free else outside))
+        for c in _pick_superpixel_clicks(sp, cand, mask, rng.integers(lo, hi + 1), True, rng):
+            session.add_click(c.row, c.col, True)
+    if rng.uniform() < 0.5:
+        b = session.box
+        cy, cx = sp.centroids[:, 0], sp.centroids[:, 1]
+        if free:  # background near the object: within one object size of its box
+            gt = Box.from_mask(mask)
+            mh, mw = gt.height, gt.width
+            b = Box(gt.top - mh, gt.left - mw, gt.bottom + mh, gt.right + mw)
+        inside = (cy >= b.top) & (cy <= b.bottom) & (cx >= b.left) & (cx <= b.right)
+        cand = np.flatnonzero((frac < 0.2) & inside)
+        for c in _pick_superpixel_clicks(sp, cand, ~mask, rng.integers(lo, hi + 1), False, rng):
+            session.add_click(c.row, c.col, False)
+    return session
+
+
+def guidance_dropout(guidance: np.ndarray, rng: np.random.Generator, p: float = 0.1) -> np.ndarray:
+    """With probability ``p`` replace every guidance map by the constant 255 (1.0 after scaling).
+
+    ``guidance`` is the ``(H, W, 3)`` output of :func:`~napari_spbox.core.guidance.guidance_stack`.
+    """
+    if rng.uniform() < p:
+        return np.ones_like(guidance)
+    return guidance

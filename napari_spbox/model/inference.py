@@ -1,0 +1,74 @@
+"""The trained network behind the common :class:`~napari_spbox.core.predictor.Predictor` interface.
+
+One click: cached superpixels -> guidance maps (Eq. 1-6) -> zoom-in crop around the superpixel box
+(:func:`~napari_spbox.core.predictor.zoom_window`) resized to ``size`` x ``size`` -> network ->
+probability pasted back at full resolution. Training builds its inputs with :func:`network_input`
+and :func:`crop_resize` too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core.guidance import guidance_stack
+from ..core.predictor import Predictor, guidance_region, zoom_window
+from ..core.protocol import Box, Session
+from .weights import load_model
+
+INPUT_SIZE = 320
+
+
+def network_input(rgb: np.ndarray, guidance: np.ndarray) -> torch.Tensor:
+    """Stack RGB and guidance (both ``(H, W, 3)`` in [0, 1]) into a ``(6, H, W)`` tensor in [-1, 1]."""
+    x = np.concatenate([rgb, guidance], axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float().mul_(2.0).sub_(1.0)
+
+
+def crop_resize(x: torch.Tensor, window: Box, size: int) -> torch.Tensor:
+    """Crop a ``(C, H, W)`` tensor to ``window`` and resize it to ``size`` x ``size`` (bilinear)."""
+    crop = x[:, window.top : window.bottom + 1, window.left : window.right + 1]
+    return F.interpolate(crop[None], (size, size), mode="bilinear", align_corners=False)[0]
+
+
+def paste_back(prob: torch.Tensor, window: Box, shape) -> np.ndarray:
+    """Resize a ``(size, size)`` probability map to ``window`` and place it in a zero image of ``shape``."""
+    out = np.zeros(shape[:2], dtype=np.float32)
+    resized = F.interpolate(prob[None, None], (window.height, window.width), mode="bilinear", align_corners=False)
+    out[window.top : window.bottom + 1, window.left : window.right + 1] = resized[0, 0].cpu().numpy()
+    return out
+
+
+class SPBoxPredictor(Predictor):
+    """The SPBox network as a predictor.
+
+    Parameters
+    ----------
+    weights : str or Path, optional
+        Weights file; the shipped default when omitted. Loaded once and reused for every image.
+    device : str
+        ``cpu`` or ``cuda``.
+    variant : str
+        Guidance variant the weights were trained with (``spbox``, ``eu``, ``bbox``, ``dt``).
+    model : torch.nn.Module, optional
+        An already built network (training uses this for validation).
+    """
+
+    name = "spbox"
+
+    def __init__(self, weights=None, device: str = "cpu", variant: str = "spbox", size: int = INPUT_SIZE, model=None, **kw):
+        super().__init__(**kw)
+        self.device = torch.device(device)
+        self.model = model if model is not None else load_model(weights, device=str(self.device))
+        self.variant = variant
+        self.size = size
+
+    @torch.inference_mode()
+    def _predict(self, session: Session) -> np.ndarray:
+        sp = self.superpixels
+        guidance = guidance_stack(sp, session, self.variant)
+        window = zoom_window(guidance_region(sp, session), self.shape)
+        x = crop_resize(network_input(self.rgb, guidance), window, self.size)
+        logits = self.model(x[None].to(self.device))[0, 0].float()
+        return paste_back(torch.sigmoid(logits), window, self.shape)

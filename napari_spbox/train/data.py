@@ -1,0 +1,123 @@
+"""Training samples: cached superpixels, simulated clicks, guidance, zoom-in crop, augmentation.
+
+The guidance and crop come from the same functions inference uses (``guidance_stack``,
+``zoom_window``, ``network_input``, ``crop_resize``); augmentation only jitters the crop window,
+flips and recolours, so the guidance geometry stays exactly what a user's clicks would produce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..core.guidance import guidance_stack
+from ..core.image import to_rgb_float
+from ..core.predictor import guidance_region, zoom_window
+from ..core.protocol import Box
+from ..core.simulate import guidance_dropout, simulate_session
+from ..core.superpixels import Superpixels, compute_superpixels
+from ..datasets import Item, read_dataset
+from ..model.inference import crop_resize, network_input
+
+#: Objects smaller than this many pixels are skipped: a few clicks cannot be placed on them sensibly
+#: and COCO's tiny instances are mostly annotation noise at <= 400 px image size.
+MIN_AREA = 900
+
+
+def training_items(paths, min_area: int = MIN_AREA) -> list[Item]:
+    """Items of every dataset path (any layout :func:`read_dataset` knows), instance ids split."""
+    items = []
+    for p in paths:
+        items += read_dataset(p, instances=True)
+    return items
+
+
+def split_items(items, val_fraction: float = 0.05):
+    """Deterministic train/validation split by image file, so no image is in both."""
+    def bucket(item):
+        return int(hashlib.sha1(str(Path(item.image_path).name).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    return [i for i in items if bucket(i) >= val_fraction], [i for i in items if bucket(i) < val_fraction]
+
+
+class SuperpixelCache:
+    """SLIC labels per image file, computed once and stored as ``.npy`` (SLIC is too slow per step)."""
+
+    def __init__(self, folder, n_segments: int = 1000):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.n_segments = n_segments
+        self._mem: dict = {}
+
+    def get(self, image_path, rgb) -> Superpixels:
+        key = hashlib.sha1(f"{Path(image_path).resolve()}:{self.n_segments}".encode()).hexdigest()[:16]
+        if key in self._mem:
+            return self._mem[key]
+        f = self.folder / f"{key}.npy"
+        if f.is_file():
+            sp = Superpixels.from_labels(np.load(f))
+        else:
+            sp = compute_superpixels(rgb, self.n_segments)
+            np.save(f, sp.labels.astype(np.int16 if sp.n < 32768 else np.int32))
+        self._mem[key] = sp
+        return sp
+
+
+def _jitter_window(window: Box, shape, rng) -> Box:
+    """Scale (0.8-1.25x) and shift (up to 10% of the side) the crop window: scale augmentation."""
+    s = rng.uniform(0.8, 1.25)
+    cy = (window.top + window.bottom) / 2 + rng.uniform(-0.1, 0.1) * window.height
+    cx = (window.left + window.right) / 2 + rng.uniform(-0.1, 0.1) * window.width
+    hh, hw = window.height * s / 2, window.width * s / 2
+    return Box(int(cy - hh), int(cx - hw), int(cy + hh), int(cx + hw)).clip(shape)
+
+
+def _colour_jitter(x: torch.Tensor, rng) -> torch.Tensor:
+    """Brightness, contrast and saturation jitter on the RGB channels (in [-1, 1])."""
+    rgb = x[:3]
+    rgb = rgb * rng.uniform(0.75, 1.25) + rng.uniform(-0.15, 0.15)
+    grey = rgb.mean(0, keepdim=True)
+    rgb = grey + (rgb - grey) * rng.uniform(0.7, 1.3)
+    return torch.cat([rgb.clamp(-1, 1), x[3:]], 0)
+
+
+class ClickSampleDataset(Dataset):
+    """``repeats`` simulated click sets per object; sample ``i`` of epoch ``e`` is seeded by (seed, e, i)."""
+
+    def __init__(self, items, cache: SuperpixelCache, size: int = 320, repeats: int = 1, seed: int = 0,
+                 variant: str = "spbox", augment: bool = True):
+        self.items, self.cache, self.size = list(items), cache, size
+        self.repeats, self.seed, self.variant, self.augment = repeats, seed, variant, augment
+        self.epoch = 0
+        self._loaded: dict = {}
+
+    def __len__(self):
+        return len(self.items) * self.repeats
+
+    def _load(self, idx):
+        if idx not in self._loaded:
+            item = self.items[idx]
+            image, mask, _ = item.load()
+            rgb = to_rgb_float(image)
+            self._loaded[idx] = (rgb, mask, self.cache.get(item.image_path, rgb))
+        return self._loaded[idx]
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rgb, mask, sp = self._load(i % len(self.items))
+        session = simulate_session(mask, sp, rng)
+        guidance = guidance_dropout(guidance_stack(sp, session, self.variant), rng)
+        window = zoom_window(guidance_region(sp, session), rgb.shape)
+        if self.augment:
+            window = _jitter_window(window, rgb.shape, rng)
+        x = crop_resize(network_input(rgb, guidance), window, self.size)
+        y = crop_resize(torch.from_numpy(mask[None].astype(np.float32)), window, self.size)
+        if self.augment:
+            if rng.uniform() < 0.5:
+                x, y = x.flip(-1), y.flip(-1)
+            x = _colour_jitter(x, rng)
+        return x, (y > 0.5).float()
