@@ -49,7 +49,7 @@ def centre_click(mask: np.ndarray, rng: np.random.Generator, displacement=(20, 5
     return Click(r, c, True)
 
 
-def first_negative(mask: np.ndarray, positive: Click, rng: np.random.Generator, min_iou: float = 0.7, tries: int = 60) -> Click:
+def first_negative(mask: np.ndarray, positive: Click, rng: np.random.Generator, min_iou: float = 0.7, tries: int = 60):
     """First negative click, just outside the object (Eq. 7).
 
     d = (r1 - r2) w + (1 + r2) h with r1 ~ U(0, 1), r2 ~ N(0, 1), for the object's box of size w x h.
@@ -57,6 +57,11 @@ def first_negative(mask: np.ndarray, positive: Click, rng: np.random.Generator, 
     click, towards a random corner of the object's box (angle jittered by up to 20 degrees), on a
     background pixel. Pairs whose box (by :func:`box_from_pair`) has IoU >= ``min_iou`` with the
     object's box are kept; if no try qualifies the best one is used.
+
+    Returns
+    -------
+    (Click, float)
+        The negative click and the IoU of its box with the object's box.
     """
     gt = Box.from_mask(mask)
     h, w = gt.height, gt.width
@@ -73,12 +78,30 @@ def first_negative(mask: np.ndarray, positive: Click, rng: np.random.Generator, 
         neg = Click(nr, nc, False)
         iou = box_iou(box_from_pair(positive, neg, mask.shape), gt)
         if iou >= min_iou:
-            return neg
+            return neg, iou
         if iou > best_iou:
             best, best_iou = neg, iou
     if best is None:  # the object fills the image around the click: take the corner outside it
         cr, cc = corners[rng.integers(4)]
         best = Click(int(np.clip(cr, 0, mask.shape[0] - 1)), int(np.clip(cc, 0, mask.shape[1] - 1)), False)
+        best_iou = box_iou(box_from_pair(positive, best, mask.shape), gt)
+    return best, best_iou
+
+
+def first_pair(mask: np.ndarray, rng: np.random.Generator, min_iou: float = 0.7, tries: int = 30):
+    """Centre click and first negative whose box has IoU >= ``min_iou`` with the object's box.
+
+    A displaced centre click can make every box fail the IoU test, so the pair is drawn again (up to
+    ``tries`` times); the best pair seen is used if none qualifies.
+    """
+    best, best_iou = None, -1.0
+    for _ in range(tries):
+        pos = centre_click(mask, rng)
+        neg, iou = first_negative(mask, pos, rng, min_iou)
+        if iou >= min_iou:
+            return pos, neg
+        if iou > best_iou:
+            best, best_iou = (pos, neg), iou
     return best
 
 
@@ -114,7 +137,7 @@ def simulate_session(
 ) -> Session:
     """Simulate the clicks for one training sample (Sec. 3.4) as a non-strict :class:`Session`.
 
-    * centre positive (:func:`centre_click`) and first negative (:func:`first_negative`) set the box;
+    * centre positive and first negative (:func:`first_pair`) set the box;
     * with probability ``p_single`` only the centre click is given, with ``p_pair_only`` only the pair
       (Sec. 4.2: robustness to the number of clicks);
     * otherwise 2-5 extra positive superpixels outside the box and 2-5 negative superpixels inside it
@@ -124,12 +147,13 @@ def simulate_session(
     """
     mask = np.asarray(mask, dtype=bool)
     session = Session(mask.shape, strict=False)
-    pos = centre_click(mask, rng)
-    session.add_click(pos.row, pos.col, True)
     u = rng.uniform()
     if u < p_single:
+        pos = centre_click(mask, rng)
+        session.add_click(pos.row, pos.col, True)
         return session
-    neg = first_negative(mask, pos, rng)
+    pos, neg = first_pair(mask, rng)
+    session.add_click(pos.row, pos.col, True)
     session.add_click(neg.row, neg.col, False)
     if u < p_single + p_pair_only:
         return session

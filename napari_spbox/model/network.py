@@ -24,7 +24,9 @@ _LITE0_STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2,
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+    # PyTorch's default momentum, not TF's 0.01: running statistics of the new 6-channel stem and
+    # the fresh head must settle within a short fine-tuning run.
+    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.1)
 
 
 class _MBConv(nn.Module):

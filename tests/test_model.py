@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from napari_spbox.model.network import build_network
+from napari_spbox.model.weights import WeightsError, default_weights_path, load_model, save_weights
+
+
+def test_lite0_shapes_and_imagenet_stem_kept():
+    torch.manual_seed(0)
+    net = build_network("efficientnet_lite0", pretrained=True).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 6, 96, 128))
+    assert out.shape == (1, 1, 96, 128)
+    stem = net.encoder._conv_stem.weight
+    assert stem.shape[1] == 6 and stem[:, 3:].abs().mean() < 0.2 * stem[:, :3].abs().mean()
+
+
+def test_resnet101_output_stride_8_psp():
+    net = build_network("resnet101").eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 6, 64, 64))
+    assert out.shape == (1, 1, 64, 64)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_network("vgg")
+
+
+def test_checkpoint_roundtrip_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    net = build_network().eval()
+    for p in net.parameters():  # make every weight exactly representable in fp16
+        p.data = p.data.half().float()
+    for b in net.buffers():
+        if b.is_floating_point():
+            b.data = b.data.half().float()
+    path = save_weights(net, tmp_path / "w.pt", {"epochs": 0})
+    again = load_model(path)
+    x = torch.randn(1, 6, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x), again(x))
+    assert (tmp_path / "w.json").is_file()
+
+
+def test_missing_and_corrupt_weights_name_the_file(tmp_path):
+    with pytest.raises(WeightsError, match="not found.*nope.pt"):
+        load_model(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="bad.pt"):
+        load_model(bad)
+
+
+def test_tiny_model_loss_falls_on_simulated_clicks(tmp_path, disk_image):
+    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
+    from napari_spbox.datasets import Item
+
+    img, mask = disk_image
+    (tmp_path / "img").mkdir()
+    (tmp_path / "gt").mkdir()
+    Image.fromarray(img).save(tmp_path / "img" / "a.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "gt" / "a.png")
+    item = Item("a", tmp_path / "img" / "a.png", tmp_path / "gt" / "a.png")
+    ds = ClickSampleDataset([item], SuperpixelCache(tmp_path / "sp", 200), size=64, repeats=4)
+    x = torch.stack([ds[i][0] for i in range(4)])
+    y = torch.stack([ds[i][1] for i in range(4)])
+    torch.manual_seed(0)
+    net = build_network(pretrained=True).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9, nesterov=True)
+    losses = []
+    for _ in range(12):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
+    from napari_spbox.train.loop import train
+
+    img, mask = disk_image
+    data = tmp_path / "data"
+    for k in range(3):
+        (data / "img").mkdir(parents=True, exist_ok=True)
+        (data / "gt").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.roll(img, 10 * k, axis=1)).save(data / "img" / f"{k}.png")
+        Image.fromarray(np.roll(mask, 10 * k, axis=1).astype(np.uint8)).save(data / "gt" / f"{k}.png")
+    out = tmp_path / "run"
+    ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100)
+    assert ckpt.is_file() and (out / "weights.pt").is_file() and (out / "log.csv").read_text().count("\n") == 2
+    train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    assert load_model(out / "weights.pt") is not None
+
+
+def test_shipped_weights_beat_untrained_network_on_grabcut():
+    from pathlib import Path
+
+    from napari_spbox.datasets import read_grabcut
+    from napari_spbox.evaluation.robot import run_object
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    assert default_weights_path().is_file(), "the package must ship its default weights"
+    root = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "grabcut"
+    item = read_grabcut(root)[0]
+    image, gt, ignore = item.load()
+    torch.manual_seed(0)
+    trained = run_object(SPBoxPredictor(), image, gt, ignore, max_clicks=3)
+    untrained = run_object(SPBoxPredictor(model=build_network(pretrained=True).eval()), image, gt, ignore, max_clicks=3)
+    assert trained["ious"][-1] > 0.8 and trained["ious"][-1] > untrained["ious"][-1] + 0.2

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from napari_spbox.core.predictor import Prediction, Predictor
+from napari_spbox.evaluation.metrics import iou, noc, summarise
+from napari_spbox.evaluation.robot import degrade_mask, next_click, paper_first_pair, run_object
+
+
+class Oracle(Predictor):
+    """Predicts the ground truth whatever the clicks: the robot must stop at NoC = 1."""
+
+    name = "oracle"
+
+    def __init__(self, gt):
+        super().__init__()
+        self.gt = gt
+
+    def _predict(self, session):
+        return self.gt.astype(np.float32)
+
+
+class Empty(Predictor):
+    name = "empty"
+
+    def _predict(self, session):
+        return np.zeros(self.shape, np.float32)
+
+
+@pytest.fixture
+def scene():
+    img = np.zeros((80, 100, 3), np.uint8)
+    gt = np.zeros((80, 100), bool)
+    gt[20:60, 30:70] = True
+    return img, gt
+
+
+def test_first_click_is_farthest_from_boundary(scene):
+    _, gt = scene
+    r, c, pos = next_click(np.zeros_like(gt), gt)
+    assert pos and 38 <= r <= 41 and 48 <= c <= 51
+
+
+def test_larger_error_decides_click_sign(scene):
+    _, gt = scene
+    pred = gt.copy()
+    pred[0:30, 0:30] = True  # a big false positive
+    assert next_click(pred, gt)[2] is False
+    assert next_click(gt, gt) is None
+    ignore = np.zeros_like(gt)
+    ignore[0:30, 0:30] = True
+    assert next_click(pred, gt, ignore) is None  # errors in ignored pixels get no click
+
+
+def test_perfect_predictor_reaches_noc_1_and_empty_never(scene):
+    img, gt = scene
+    res = run_object(Oracle(gt), img, gt, max_clicks=20)
+    assert res["ious"][0] == 1.0 and noc(res["ious"], 0.9) == 1
+    empty = run_object(Empty(), img, gt, max_clicks=20)
+    assert len(empty["ious"]) == 20 and max(empty["ious"]) == 0
+    summary = summarise([res, empty], 20)
+    assert summary["noc@90"] == pytest.approx((1 + 20) / 2)
+    assert summary["nof@90"] == 1 and summary["nof@85"] == 1 and summary["n_objects"] == 2
+    assert summary["miou_per_click"][0] == pytest.approx(0.5) and len(summary["miou_per_click"]) == 20
+
+
+def test_paper_protocol_opening_is_centre_then_outside_and_box_covers_object(scene):
+    from napari_spbox.core.protocol import Box, Click, box_from_pair
+
+    _, gt = scene
+    (r, c, p), (nr, nc, n) = paper_first_pair(gt)
+    assert p and not n and gt[r, c] and not gt[nr, nc]
+    box = box_from_pair(Click(r, c, True), Click(nr, nc, False), gt.shape)
+    obj = Box.from_mask(gt)
+    assert box.top <= obj.top and box.left <= obj.left and box.bottom >= obj.bottom and box.right >= obj.right
+
+
+def test_paper_protocol_run_and_correction_start(scene):
+    img, gt = scene
+    res = run_object(Oracle(gt), img, gt, protocol="paper", max_clicks=5)
+    assert res["clicks"][0][2] is True and res["clicks"][1][2] is False and res["ious"][-1] == 1.0
+    start = degrade_mask(gt, np.random.default_rng(0))
+    assert 0.6 < iou(start, gt) < 0.8
+    corr = run_object(Oracle(gt), img, gt, start_mask=start, max_clicks=3)
+    assert corr["iou0"] == 1.0
+
+
+def test_iou_ignores_pixels():
+    a = np.array([[1, 1, 0, 0]], bool)
+    b = np.array([[1, 0, 0, 1]], bool)
+    assert iou(a, b) == pytest.approx(1 / 3)
+    assert iou(a, b, np.array([[0, 1, 0, 1]], bool)) == 1.0
+
+
+def test_prediction_threshold_is_049():
+    p = Prediction(np.array([[0.48, 0.5]], np.float32))
+    assert p.mask.tolist() == [[False, True]]

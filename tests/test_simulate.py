@@ -1,0 +1,73 @@
+import numpy as np
+
+from napari_spbox.core.protocol import Box, box_from_pair
+from napari_spbox.core.simulate import box_iou, centre_click, first_pair, guidance_dropout, simulate_session
+from napari_spbox.core.superpixels import compute_superpixels
+
+
+def _square(size=300, lo=60, hi=240):
+    m = np.zeros((size, size), bool)
+    m[lo:hi, lo:hi] = True
+    return m
+
+
+def test_centre_click_displaced_20_to_50_px_inside_object():
+    mask = _square()
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        c = centre_click(mask, rng)
+        d = np.hypot(c.row - 149.5, c.col - 149.5)
+        assert mask[c.row, c.col] and c.positive and 19 <= d <= 51
+
+
+def test_centre_click_concave_object_lands_inside():
+    ring = np.zeros((200, 200), bool)
+    rr, cc = np.mgrid[:200, :200]
+    r = np.hypot(rr - 100, cc - 100)
+    ring[(r > 60) & (r < 90)] = True  # the centroid is in the hole
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        c = centre_click(ring, rng)
+        assert ring[c.row, c.col]
+
+
+def test_first_negative_outside_object_and_box_iou_at_least_07():
+    mask = _square()
+    gt = Box.from_mask(mask)
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        pos, neg = first_pair(mask, rng)
+        assert mask[pos.row, pos.col] and 19 <= np.hypot(pos.row - 149.5, pos.col - 149.5) <= 51
+        assert not mask[neg.row, neg.col] and not neg.positive
+        assert box_iou(box_from_pair(pos, neg, mask.shape), gt) >= 0.7
+
+
+def test_simulation_is_seeded_and_follows_rules():
+    rng0 = np.random.default_rng(0)
+    img = (rng0.uniform(size=(300, 300, 3)) * 0.2 + _square()[..., None] * 0.7).astype(np.float32)
+    mask = _square()
+    sp = compute_superpixels(img, 300)
+    a = simulate_session(mask, sp, np.random.default_rng(5))
+    b = simulate_session(mask, sp, np.random.default_rng(5))
+    assert a.clicks == b.clicks and a.box == b.box
+    counts = []
+    for seed in range(40):
+        s = simulate_session(mask, sp, np.random.default_rng(seed), p_free=0.0)
+        assert s.clicks[0].positive and mask[s.clicks[0].row, s.clicks[0].col]
+        extra = s.extra_clicks
+        counts.append(len(extra))
+        for c in extra:
+            if c.positive:
+                assert mask[c.row, c.col]
+            else:
+                assert not mask[c.row, c.col] and s.box.contains(c.row, c.col)
+        assert sum(c.positive for c in extra) in (0, 2, 3, 4, 5) or sum(c.positive for c in extra) < 2
+        assert sum(not c.positive for c in extra) <= 5
+    assert max(counts) >= 2  # extra clicks do occur
+
+
+def test_guidance_dropout_rate():
+    rng = np.random.default_rng(0)
+    g = np.zeros((4, 4, 3), np.float32)
+    dropped = sum(bool(np.all(guidance_dropout(g, rng) == 1)) for _ in range(2000))
+    assert 150 < dropped < 250  # p = 0.1
