@@ -150,12 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("benchmark", help="per-click latency and memory (not yet available)")
     b.set_defaults(func=cmd_benchmark)
+
+    from .serve import add_serve_parser
+
+    add_serve_parser(sub)
     return p
 
 
 def main(argv=None) -> int:
+    from .core.protocol import ProtocolError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ProtocolError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        # A refused click or a bad path is the user's to fix: say what is wrong, no traceback.
+        print(f"spbox {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,16 +1,23 @@
-"""Keep a :class:`~napari_spbox.core.protocol.Session` in step with two napari Points layers.
+"""The widget's machinery without its layout: click bookkeeping and background prediction.
 
-napari tells us only what a Points layer holds now, not which click came first across the two
-layers, so :class:`ClickLog` remembers the accepted clicks in the order they were made and
-reconciles each layer's new contents with that record. No Qt here: the widget owns the layers.
+* :class:`ClickLog` keeps a :class:`~napari_spbox.core.protocol.Session` in step with two Points
+  layers. napari tells us only what a layer holds now, not which click came first across the two
+  layers, so the log remembers the accepted clicks in order and reconciles each layer's contents.
+* :class:`PredictionRunner` predicts off the GUI thread, one job at a time; while a job runs only
+  the newest request is remembered, so fast clicking never queues stale work.
 """
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
+from napari.qt.threading import thread_worker
 
+from ..core.predictor import make_predictor
 from ..core.protocol import ProtocolError, Session
 
 #: Points closer than this (pixels) are the same click; napari stores float coordinates.
@@ -170,3 +177,147 @@ def _removed_indices(old, new) -> set | None:
         else:
             removed.add(i)
     return removed if j == len(new) else None
+
+
+# -- background prediction ---------------------------------------------------------------------
+@dataclass
+class Job:
+    """What the widget wants predicted, read when a job starts (so it is always the newest state).
+
+    Attributes
+    ----------
+    key : hashable
+        The click state (:attr:`ClickLog.key`); results for an older key are cached, not shown.
+    session : Session or None
+        ``None`` only loads the model (reports bad weights before the first click).
+    model : tuple
+        ``(method, weights, device, n_segments)``; a different tuple rebuilds the predictor.
+    image_key : hashable or None
+        Identifies the image and channel; ``set_image`` runs only when it changes.
+    load_image : callable
+        Returns ``(array, channel_axis)`` for ``set_image``.
+    """
+
+    key: object
+    session: Session | None
+    model: tuple
+    image_key: object
+    load_image: Callable
+
+
+class JobError(RuntimeError):
+    """Failure in the worker, tagged with its stage (``model`` or ``predict``) for the message."""
+
+    def __init__(self, stage: str, exc: Exception):
+        super().__init__(f"{type(exc).__name__}: {exc}")
+        self.stage = stage
+
+
+def _model_kwargs(model: tuple) -> dict:
+    method, weights, device, n_segments = model
+    extra = {"weights": weights, "device": device} if method == "spbox" else {}
+    return {"method": method, "n_segments": n_segments, **extra}
+
+
+def _work(predictor, model, image, session):
+    try:
+        predictor = predictor if predictor is not None else make_predictor(**_model_kwargs(model))
+    except Exception as exc:  # any loader failure (missing file, torch, cv2) is reported the same way
+        raise JobError("model", exc) from exc
+    try:
+        if image is not None:
+            predictor.set_image(image[0], channel_axis=image[1])
+        return predictor, (predictor.predict(session) if session is not None else None)
+    except Exception as exc:
+        raise JobError("predict", exc) from exc
+
+
+class PredictionRunner:
+    """Run predictions with ``napari.qt.threading.thread_worker``, newest request wins.
+
+    Parameters
+    ----------
+    job : callable
+        Returns the :class:`Job` to run now, or ``None``.
+    on_result : callable
+        ``on_result(key, prediction)`` on the GUI thread, only for the current generation.
+    on_error : callable
+        ``on_error(JobError)`` on the GUI thread.
+    predictor : Predictor, optional
+        Injected predictor, used for as long as the model settings equal ``model``.
+    model : tuple, optional
+        The settings ``predictor`` stands for.
+    cache_size : int
+        Masks kept per object, so undo shows the earlier mask at once.
+    """
+
+    def __init__(self, job, on_result, on_error, predictor=None, model=None, cache_size: int = 16):
+        self._job, self._on_result, self._on_error = job, on_result, on_error
+        self.predictor, self.model, self.image_key = predictor, model, None
+        self.cache: OrderedDict = OrderedDict()
+        self.cache_size = cache_size
+        self.worker = None
+        self.pending = False
+        self.then: Callable | None = None  # run once when idle (a commit asked for during a job)
+        self._gen = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None or self.pending
+
+    def invalidate(self) -> None:
+        """The object, image or model changed: forget cached masks and drop results in flight."""
+        self._gen += 1
+        self.cache.clear()
+
+    def request(self) -> None:
+        """Run a job for the current state now, or once the running one ends."""
+        if self.worker is not None:
+            self.pending = True
+        else:
+            self._start()
+
+    def _start(self) -> None:
+        self.pending = False
+        job = self._job()
+        if job is None:
+            return
+        predictor = self.predictor if self.model == job.model else None
+        image_key = self.image_key if predictor is not None else None
+        image = None
+        if job.image_key is not None and job.image_key != image_key:
+            try:
+                image, image_key = job.load_image(), job.image_key
+            except ValueError as exc:
+                self._on_error(JobError("predict", exc))
+                return
+        session = copy.deepcopy(job.session)  # the GUI may edit the live session meanwhile
+        gen = self._gen
+        worker = thread_worker(_work, start_thread=False)(predictor, job.model, image, session)
+        worker.returned.connect(lambda res: self._done(res, job, gen, image_key))
+        worker.errored.connect(self._error)
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        worker.start()
+
+    def _done(self, result, job, gen, image_key) -> None:
+        self.predictor, pred = result
+        self.model, self.image_key = job.model, image_key
+        if pred is None or gen != self._gen:
+            return
+        self.cache[job.key] = pred.mask
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        self._on_result(job.key, pred)
+
+    def _error(self, exc) -> None:
+        self.then = None
+        self._on_error(exc if isinstance(exc, JobError) else JobError("predict", exc))
+
+    def _finished(self) -> None:
+        self.worker = None
+        if self.pending:
+            self._start()
+        elif self.then is not None:
+            then, self.then = self.then, None
+            then()

@@ -1,0 +1,375 @@
+"""``spbox benchmark``: per-click latency, per-stage time and peak memory, against OpenCV GrabCut.
+
+Each image is clicked by the standard robot user (next click on the current prediction versus the
+ground truth) at its native size and resized to e.g. 480x640. Three things are timed per image:
+
+* the **first click**: ``set_image`` + SLIC + guidance + network, what a user waits for on a new image;
+* every **later click**: ``predict`` with cached superpixels, what a user waits for while correcting;
+* the **stages** of a later click, replayed by calling the stage functions of
+  :meth:`napari_spbox.model.inference.SPBoxPredictor._predict` in the same order.
+
+GrabCut (5 iterations) predicts the very same :class:`~napari_spbox.core.protocol.Session` objects,
+so the ratio compares like with like. Images without ground truth (scikit-image's coffee cup) get a
+fixed click list instead of the robot user.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: Sizes measured when ``--size`` is not given.
+DEFAULT_SIZES = ("native", "480x640")
+#: GrabCut objects used when ``--data`` is not given (the first few, by file name).
+DEFAULT_LIMIT = 4
+DEFAULT_CLICKS = 10
+#: Fewer later clicks than this per size make the p90 meaningless; the report says so.
+MIN_LATER_CLICKS = 30
+
+#: Fixed clicks for the coffee cup (no ground truth), as (row, col) fractions of the image: centre of
+#: the coffee, a negative on the saucer that sets the box, then corrections on handle, saucer, spoon.
+COFFEE_CLICKS = [
+    (0.38, 0.48, True), (0.88, 0.78, False), (0.72, 0.40, True), (0.80, 0.60, False),
+    (0.70, 0.55, True), (0.62, 0.69, False), (0.08, 0.48, True), (0.85, 0.30, False),
+    (0.45, 0.66, True), (0.30, 0.25, False), (0.55, 0.36, True), (0.92, 0.50, False),
+]
+
+PER_IMAGE_STAGES = ("set_image", "slic")
+PER_CLICK_STAGES = ("guidance", "window", "preprocess", "forward", "postprocess")
+
+
+def _default_data() -> list:
+    """The shared GrabCut set (repository checkout or the folder beside it) plus the coffee cup."""
+    root = Path(__file__).resolve().parents[1]
+    for candidate in (Path("shared/datasets/grabcut"), root / "shared/datasets/grabcut", root.parent / "shared/datasets/grabcut"):
+        if (candidate / "data_GT").is_dir():
+            return [str(candidate), "coffee"]
+    return ["coffee"]
+
+
+def load_images(data, limit: int | None) -> list:
+    """``(name, image, gt or None, ignore or None)`` for the first ``limit`` objects of each source.
+
+    ``coffee`` names scikit-image's coffee cup; anything else goes to
+    :func:`napari_spbox.datasets.read_dataset`.
+    """
+    from .datasets import read_dataset
+
+    out = []
+    for source in data:
+        if source == "coffee":
+            from skimage import data as skdata
+
+            out.append(("coffee", skdata.coffee(), None, None))
+            continue
+        items = read_dataset(source)
+        for item in items[:limit] if limit else items:
+            image, gt, ignore = item.load()
+            if gt.any():
+                out.append((item.name, image, gt, ignore))
+    if not out:
+        raise ValueError(f"no image with an object in {', '.join(map(str, data))}")
+    return out
+
+
+def parse_size(text: str):
+    """``native`` or ``HxW`` (e.g. ``480x640``) into ``None`` or ``(H, W)``."""
+    if text == "native":
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise ValueError(f"a size is 'native' or HxW such as 480x640; got {text!r}") from None
+    if h < 16 or w < 16:
+        raise ValueError(f"size {text!r} is too small (16 pixels per side at least)")
+    return h, w
+
+
+def resize_item(image, gt, ignore, size):
+    """Resize to ``size``, swapped for portrait images so the pixel count matches without distortion."""
+    if size is None:
+        return image, gt, ignore
+    import cv2
+
+    h, w = size
+    if (image.shape[0] > image.shape[1]) != (h > w):
+        h, w = w, h
+    interp = cv2.INTER_AREA if h * w < image.shape[0] * image.shape[1] else cv2.INTER_LINEAR
+    image = cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=interp)
+
+    def nearest(m):
+        return None if m is None else cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+
+    return image, nearest(gt), nearest(ignore)
+
+
+def summarise(values) -> dict | None:
+    """Median, 90th percentile and count of a list of milliseconds (``None`` when empty)."""
+    if not len(values):
+        return None
+    v = np.asarray(values, dtype=np.float64)
+    return {"median": float(np.median(v)), "p90": float(np.percentile(v, 90)), "n": int(v.size)}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def time_stages(predictor, session) -> dict:
+    """Milliseconds of each stage of one click, replaying ``SPBoxPredictor._predict`` step by step.
+
+    Superpixels must already be cached (this times a later click). On CUDA the device is synchronised
+    at stage boundaries, otherwise queued kernels would be billed to whichever stage waits first.
+    """
+    import torch
+
+    from .core.guidance import guidance_stack
+    from .core.predictor import guidance_region, zoom_window
+    from .model.inference import crop_resize, network_input, paste_back
+
+    cuda = predictor.device.type == "cuda"
+
+    def now():
+        if cuda:
+            torch.cuda.synchronize(predictor.device)
+        return time.perf_counter()
+
+    with torch.inference_mode():
+        sp = predictor.superpixels
+        t0 = now()
+        guidance = guidance_stack(sp, session, predictor.variant)
+        t1 = now()
+        window = zoom_window(guidance_region(sp, session), predictor.shape)
+        t2 = now()
+        x = crop_resize(network_input(predictor.rgb, guidance), window, predictor.size)[None].to(predictor.device)
+        t3 = now()
+        logits = predictor.model(x)[0, 0].float()
+        t4 = now()
+        # Predictor.predict clips and casts after _predict: part of what the user waits for.
+        np.clip(paste_back(torch.sigmoid(logits), window, predictor.shape), 0.0, 1.0).astype(np.float32)
+        t5 = now()
+    ms = [(b - a) * 1000.0 for a, b in zip((t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5))]
+    return dict(zip(PER_CLICK_STAGES, ms))
+
+
+def _clicks_for(gt, ignore, shape):
+    """Click source: the robot user when there is ground truth, the fixed coffee list otherwise."""
+    if gt is not None:
+        from .evaluation.robot import next_click
+
+        return lambda k, mask: next_click(mask, gt, ignore)
+    h, w = shape[:2]
+    fixed = [(min(h - 1, int(fr * h)), min(w - 1, int(fc * w)), p) for fr, fc, p in COFFEE_CLICKS]
+    return lambda k, mask: fixed[k % len(fixed)]
+
+
+def bench_image(spbox, grabcut, image, gt, ignore, n_clicks: int) -> dict:
+    """Click one image ``n_clicks`` times; per-click times of SPBox (and GrabCut on the same sessions)."""
+    from .core.protocol import Session
+
+    rec = {stage: [] for stage in PER_IMAGE_STAGES + PER_CLICK_STAGES}
+    rec.update(first=[], later=[], staged=[], gc_first=[], gc_later=[])
+    source = _clicks_for(gt, ignore, image.shape)
+    session = Session(image.shape, strict=False)
+    mask = np.zeros(image.shape[:2], dtype=bool)
+    for k in range(n_clicks):
+        click = source(k, mask)
+        if click is None:  # the robot user found no error left
+            break
+        session.add_click(*click)
+        t0 = time.perf_counter()
+        if k == 0:
+            spbox.set_image(image)
+            t1 = time.perf_counter()
+            spbox.superpixels  # noqa: B018 - the lazy property runs SLIC here, timed on its own
+            t2 = time.perf_counter()
+            rec["set_image"].append((t1 - t0) * 1000.0)
+            rec["slic"].append((t2 - t1) * 1000.0)
+        pred = spbox.predict(session)
+        elapsed = (time.perf_counter() - t0) * 1000.0
+        mask = pred.mask
+        if k == 0:
+            rec["first"].append(elapsed)
+        else:
+            rec["later"].append(elapsed)
+            stages = time_stages(spbox, session)
+            for stage, ms in stages.items():
+                rec[stage].append(ms)
+            rec["staged"].append(sum(stages.values()))
+        if grabcut is not None:
+            t0 = time.perf_counter()
+            if k == 0:
+                grabcut.set_image(image)
+            grabcut.predict(session)
+            rec["gc_first" if k == 0 else "gc_later"].append((time.perf_counter() - t0) * 1000.0)
+    return rec
+
+
+def _report(rec: dict) -> dict:
+    """The JSON block of one size (or of all sizes pooled) from concatenated per-click records."""
+    spbox, gc = summarise(rec["later"]), summarise(rec["gc_later"])
+    return {
+        "first_click_ms": summarise(rec["first"]),
+        "click_ms": spbox,
+        # the replayed click, stage by stage: each stage median is at most this one's median
+        "staged_click_ms": summarise(rec["staged"]),
+        "stages_ms": {s: (summarise(rec[s]) or {}).get("median") for s in PER_IMAGE_STAGES + PER_CLICK_STAGES},
+        "grabcut_first_click_ms": summarise(rec["gc_first"]),
+        "grabcut_click_ms": gc,
+        # median over median: a robust "how many times GrabCut's cost" per later click
+        "ratio_vs_grabcut": spbox["median"] / gc["median"] if spbox and gc and gc["median"] > 0 else None,
+    }
+
+
+def _warm_up(spbox, grabcut) -> None:
+    """One throw-away click on a small image: lazy allocator and kernel set-up stay out of the figures."""
+    from .core.protocol import Session
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    session = Session(img.shape, strict=False)
+    session.add_click(48, 64, True)
+    session.add_click(80, 110, False)
+    for predictor in (spbox, grabcut):
+        if predictor is not None:
+            predictor.set_image(img)
+            predictor.predict(session)
+
+
+def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DEFAULT_CLICKS, sizes=DEFAULT_SIZES,
+                  device: str = "cpu", weights=None, threads: int | None = None, grabcut: bool = True,
+                  progress: bool = True) -> dict:
+    """Run the benchmark and return the JSON-ready summary (see the module docstring).
+
+    Parameters
+    ----------
+    data : list of str, optional
+        Dataset paths (any layout :func:`~napari_spbox.datasets.read_dataset` reads) or ``coffee``;
+        the shared GrabCut set and the coffee cup when omitted.
+    limit : int, optional
+        First ``limit`` objects of each dataset.
+    clicks : int
+        Clicks per image (the first included), at least 2.
+    sizes : sequence of str
+        ``native`` and/or ``HxW``.
+    device, weights : str
+        Passed to the SPBox predictor; ``weights=None`` means the shipped weights.
+    threads : int, optional
+        Torch intra-op threads (and OpenCV's); the library default when omitted.
+    grabcut : bool
+        Also time OpenCV GrabCut on the same sessions.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from .core.predictor import make_predictor
+
+    if clicks < 2:
+        raise ValueError("--clicks must be at least 2: the first click and one later click")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    if threads:
+        import cv2
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+    parsed = [(s, parse_size(s)) for s in sizes]
+    images = load_images(data or _default_data(), limit)
+
+    t0 = time.perf_counter()
+    spbox = make_predictor("spbox", weights=weights, device=device)
+    load_ms = (time.perf_counter() - t0) * 1000.0
+    gc = make_predictor("grabcut", iterations=5) if grabcut else None
+    _warm_up(spbox, gc)
+
+    keys = PER_IMAGE_STAGES + PER_CLICK_STAGES + ("first", "later", "staged", "gc_first", "gc_later")
+    pooled = {k: [] for k in keys}
+    by_size = {}
+    bar = tqdm(total=len(parsed) * len(images), desc="benchmark", unit="image", disable=not progress)
+    for label, size in parsed:
+        per_size = {k: [] for k in keys}
+        for name, image, gt, ignore in images:
+            bar.set_postfix_str(f"{label} {name}")
+            rec = bench_image(spbox, gc, *resize_item(image, gt, ignore, size), clicks)
+            for k in keys:
+                per_size[k] += rec[k]
+                pooled[k] += rec[k]
+            bar.update()
+        by_size[label] = {**_report(per_size), "n_images": len(images)}
+    bar.close()
+
+    return {
+        **_report(pooled),
+        "peak_rss_mb": peak_rss_mb(),
+        "device": str(spbox.device),
+        "torch_threads": torch.get_num_threads(),
+        "weights": str(weights) if weights else "shipped",
+        "model_load_ms": load_ms,
+        "input_size": spbox.size,
+        "n_superpixels": spbox.n_segments,
+        "clicks_per_image": clicks,
+        "images": [name for name, *_ in images],
+        "by_size": by_size,
+    }
+
+
+def format_table(result: dict) -> str:
+    """A small plain-text table of the figures that matter (medians / p90 in ms)."""
+
+    def mp(s):
+        return f"{s['median']:7.1f} /{s['p90']:7.1f}" if s else f"{'-':>16}"
+
+    labels = list(result["by_size"])
+    lines = [f"{'size':<10} {'first click':>16} {'later click':>16} {'GrabCut click':>16} {'ratio':>6} {'n':>4}"]
+    for label in labels + ["all"]:
+        r = result if label == "all" else result["by_size"][label]
+        ratio = f"{r['ratio_vs_grabcut']:6.2f}" if r["ratio_vs_grabcut"] is not None else f"{'-':>6}"
+        n = r["click_ms"]["n"] if r["click_ms"] else 0
+        lines.append(f"{label:<10} {mp(r['first_click_ms'])} {mp(r['click_ms'])} {mp(r['grabcut_click_ms'])} {ratio} {n:>4}")
+    lines.append("")
+    lines.append(f"{'stage (median ms)':<18}" + "".join(f"{label:>10}" for label in labels))
+    for stage in PER_IMAGE_STAGES + PER_CLICK_STAGES:
+        cells = [result["by_size"][label]["stages_ms"][stage] for label in labels]
+        lines.append(f"{stage:<18}" + "".join(f"{c:10.1f}" if c is not None else f"{'-':>10}" for c in cells))
+    lines.append("")
+    lines.append(f"device {result['device']}, torch threads {result['torch_threads']}, "
+                 f"peak RSS {result['peak_rss_mb']:.0f} MiB, model load {result['model_load_ms']:.0f} ms")
+    return "\n".join(lines)
+
+
+def cmd_benchmark(args) -> int:
+    result = run_benchmark(args.data, args.limit, args.clicks, args.size or list(DEFAULT_SIZES), args.device,
+                           args.weights, args.threads, grabcut=not args.no_grabcut)
+    print(format_table(result))
+    short = [label for label, r in result["by_size"].items() if not r["click_ms"] or r["click_ms"]["n"] < MIN_LATER_CLICKS]
+    if short:
+        print(f"note: fewer than {MIN_LATER_CLICKS} later clicks for {', '.join(short)}: "
+              "raise --limit or --clicks for a stable p90", file=sys.stderr)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def add_benchmark_parser(subparsers):
+    """Register ``spbox benchmark`` on the ``spbox`` sub-command parsers; returns its parser."""
+    b = subparsers.add_parser("benchmark", help="per-click latency, stage times and memory, against GrabCut")
+    b.add_argument("--data", nargs="+", default=None,
+                   help="dataset paths, or 'coffee' (default: the shared GrabCut set and the coffee cup)")
+    b.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="first N objects of each dataset")
+    b.add_argument("--clicks", type=int, default=DEFAULT_CLICKS, help="robot-user clicks per image, first included")
+    b.add_argument("--size", nargs="+", default=None, help="native and/or HxW (default: native 480x640)")
+    b.add_argument("--device", default="cpu", help="cpu or cuda")
+    b.add_argument("--weights", default=None, help="weights file (default: the shipped weights)")
+    b.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads (default: theirs)")
+    b.add_argument("--json", default=None, help="write the full results here")
+    b.add_argument("--no-grabcut", action="store_true", help="skip the OpenCV GrabCut comparison")
+    b.set_defaults(func=cmd_benchmark)
+    return b

@@ -1,0 +1,9 @@
+"""napari plugin: the :class:`SPBoxWidget` dock widget and the coffee sample (see ``napari.yaml``).
+
+Importing this package needs napari, Qt (through qtpy) and magicgui: ``pip install 'napari-spbox[napari]'``.
+"""
+
+from ._sample_data import coffee_sample
+from ._widget import SPBoxWidget
+
+__all__ = ["SPBoxWidget", "coffee_sample"]

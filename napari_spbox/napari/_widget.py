@@ -1,0 +1,450 @@
+"""napari dock widget: click-by-click instance segmentation with the paper's protocol.
+
+The user clicks with two Points layers (positive / negative). Every change is replayed into a
+:class:`~napari_spbox.core.protocol.Session` (:mod:`._clicks`) and predicted off the GUI thread;
+only one prediction runs at a time and only the newest request is run next, so clicking fast never
+builds a queue of stale work. The preview lives in its own Labels layer until it is committed.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                            QLabel, QLineEdit, QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+
+from ._engine import ClickLog, Job, PredictionRunner
+
+METHODS = ("spbox", "grabcut", "random-walker")
+#: Shift+letter keys: napari's Points layer already uses the plain letters (Z pan/zoom, A select, ...).
+KEYS = {"commit": "Shift-C", "clear": "Shift-X", "undo": "Shift-Z"}
+POSITIVE, NEGATIVE, BOX, PREVIEW = "positive clicks", "negative clicks", "SPBox box", "SPBox preview"
+
+
+class _LayerCombo(QComboBox):
+    """Layers of one type, refreshed when the viewer's layer list changes; items hold the layer."""
+
+    def __init__(self, viewer, kind, skip=lambda layer: False):
+        super().__init__()
+        self._viewer, self._kind, self._skip = viewer, kind, skip
+        self.refresh()
+
+    def refresh(self) -> None:
+        current = self.layer()
+        layers = [ly for ly in self._viewer.layers if isinstance(ly, self._kind) and not self._skip(ly)]
+        self.blockSignals(True)
+        self.clear()
+        for ly in layers:
+            self.addItem(ly.name, ly)
+        self.setCurrentIndex(layers.index(current) if current in layers else (0 if layers else -1))
+        self.blockSignals(False)
+        if self.layer() is not current:
+            self.currentIndexChanged.emit(self.currentIndex())
+
+    def layer(self):
+        return self.currentData()
+
+
+class SPBoxWidget(QWidget):
+    """Dock widget for localized interactive instance segmentation.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer to work in.
+    predictor : napari_spbox.core.predictor.Predictor, optional
+        Use this predictor instead of building one from the model settings (tests, scripts). It is
+        kept until a model setting changes.
+    """
+
+    def __init__(self, napari_viewer, predictor=None):
+        super().__init__()
+        self.viewer = napari_viewer
+        self._syncing = False  # our own edits of the Points layers are not user clicks
+        self.log: ClickLog | None = None
+        self.correct_id: int | None = None
+        self.preview_mask: np.ndarray | None = None
+        self._preview_key = None
+        self._build_ui()
+        self.runner = PredictionRunner(self._job, self._on_result, self._on_error, predictor,
+                                       self._model_key() if predictor is not None else None)
+        self._bind_keys(self.viewer)
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            ev.connect(self._on_layers_changed)
+        self._on_image_changed()
+        if predictor is None:
+            self.runner.request()  # load the model now, so missing weights are reported before a click
+
+    # -- user interface ------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.image_combo = _LayerCombo(self.viewer, Image)
+        self.channel_combo = QComboBox()
+        self.labels_combo = _LayerCombo(self.viewer, Labels, skip=lambda ly: ly.name == PREVIEW)
+        new_labels = QPushButton("New")
+        new_labels.clicked.connect(lambda: self.target_layer(create=True, new=True))
+        row = QHBoxLayout()
+        row.addWidget(self.labels_combo, 1)
+        row.addWidget(new_labels)
+        self.strict_box = QCheckBox("strict protocol")
+        self.strict_box.setChecked(True)
+        self.strict_box.setToolTip("1st click: positive at the centre; 2nd: negative just outside (sets the box);"
+                                   " then negatives inside the box, positives outside it")
+        self.overwrite_box = QCheckBox("overwrite other objects")
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("channel", self.channel_combo)
+        form.addRow("labels", row)
+        form.addRow(self.strict_box)
+        form.addRow(self.overwrite_box)
+
+        buttons = QHBoxLayout()
+        for name, text in (("commit", "Commit"), ("undo", "Undo"), ("clear", "Clear")):
+            btn = QPushButton(f"{text} ({KEYS[name].replace('-', '+')})")
+            btn.clicked.connect(getattr(self, name))
+            buttons.addWidget(btn)
+        self.id_spin = QSpinBox()
+        self.id_spin.setRange(1, 2**31 - 1)
+        correct = QPushButton("Correct object")
+        correct.clicked.connect(lambda: self.start_correction(self.id_spin.value()))
+        corr = QHBoxLayout()
+        corr.addWidget(QLabel("id"))
+        corr.addWidget(self.id_spin, 1)
+        corr.addWidget(correct)
+
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(METHODS)
+        self.weights_edit = QLineEdit()
+        self.weights_edit.setPlaceholderText("shipped spbox_lite0.pt")
+        browse = QToolButton()
+        browse.setText("…")
+        browse.clicked.connect(self._browse_weights)
+        wrow = QHBoxLayout()
+        wrow.addWidget(self.weights_edit, 1)
+        wrow.addWidget(browse)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["cpu", "cuda"])
+        self.segments_spin = QSpinBox()
+        self.segments_spin.setRange(50, 20000)
+        self.segments_spin.setSingleStep(100)
+        self.segments_spin.setValue(1000)
+        model = QGroupBox("Model settings")
+        mform = QFormLayout(model)
+        mform.addRow("method", self.method_combo)
+        mform.addRow("weights", wrow)
+        mform.addRow("device", self.device_combo)
+        mform.addRow("superpixels", self.segments_spin)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        lay.addLayout(corr)
+        lay.addWidget(model)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+
+        self.image_combo.currentIndexChanged.connect(self._on_image_changed)
+        self.channel_combo.currentIndexChanged.connect(self._on_channel_changed)
+        self.strict_box.toggled.connect(self._on_strict)
+        self.method_combo.currentIndexChanged.connect(self._on_model_changed)
+        self.weights_edit.editingFinished.connect(self._on_model_changed)
+        self.device_combo.currentIndexChanged.connect(self._on_model_changed)
+        self.segments_spin.editingFinished.connect(self._on_model_changed)
+
+    def _browse_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "SPBox weights", "", "PyTorch weights (*.pt *.pth)")
+        if path:
+            self.weights_edit.setText(path)
+            self._on_model_changed()
+
+    def _bind_keys(self, target) -> None:
+        # A weak reference: the viewer outlives a closed widget and must not call into it.
+        ref = weakref.ref(self)
+        for name, key in KEYS.items():
+            target.bind_key(key, lambda _obj, name=name: ref() and getattr(ref(), name)(), overwrite=True)
+
+    # -- image, channel, helper layers -------------------------------------------------------
+    def image_data(self):
+        """``(array, channel_axis)`` for the predictor from the chosen image layer and channel."""
+        layer = self.image_combo.layer()
+        if layer is None:
+            raise ValueError("choose an image layer")
+        data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
+        ch = self.channel_combo.currentData()
+        if layer.rgb:
+            return (data, -1) if ch is None else (data[..., ch], None)
+        if data.ndim == 2:
+            return data, None
+        if data.ndim == 3:  # (C, H, W): napari shows the channels as a slider
+            return (data, 0) if ch is None else (data[ch], None)
+        raise ValueError(f"only 2-D images, RGB(A) or (C, H, W) stacks are supported, not shape {data.shape}")
+
+    def _on_layers_changed(self, event=None) -> None:
+        self.image_combo.refresh()
+        self.labels_combo.refresh()
+        # A helper layer the user deleted is gone with its points: start the object again.
+        if self.log is not None and any(self._helper(n) is None for n in (POSITIVE, NEGATIVE)):
+            self.log = None
+            self._on_image_changed()
+
+    def _on_image_changed(self, *_) -> None:
+        layer = self.image_combo.layer()
+        self.channel_combo.blockSignals(True)
+        self.channel_combo.clear()
+        if layer is not None:
+            n = layer.data.shape[-1] if layer.rgb else (layer.data.shape[0] if layer.ndim == 3 else 0)
+            self.channel_combo.addItem("RGB" if layer.rgb else ("channels as RGB" if n else "gray"), None)
+            for k in range(n):
+                self.channel_combo.addItem(f"channel {k}", k)
+        self.channel_combo.blockSignals(False)
+        self.log = None
+        if layer is not None:
+            try:
+                self.image_data()
+            except ValueError as exc:
+                show_warning(f"SPBox: {exc}")
+                return
+            self._setup_helpers(layer)
+            self.clear()
+
+    def _on_channel_changed(self, *_) -> None:
+        self.runner.invalidate()
+        self._request()
+
+    def _spatial(self, layer):
+        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        return tuple(shape[-3:-1] if layer.rgb else shape[-2:])
+
+    def _helper(self, name):
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _setup_helpers(self, image) -> None:
+        shape = self._spatial(image)
+        geo = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
+        size = max(3.0, 0.012 * max(shape))
+        preview = self._helper(PREVIEW)
+        if preview is None or preview.data.shape != shape:
+            if preview is not None:
+                self.viewer.layers.remove(preview)
+            self.viewer.add_labels(np.zeros(shape, np.uint8), name=PREVIEW, opacity=0.55, **geo)
+        if self._helper(BOX) is None:
+            self.viewer.add_shapes(ndim=2, name=BOX, edge_color="yellow", face_color="transparent",
+                                   edge_width=max(1.0, 0.004 * max(shape)), **geo)
+        for name, positive, color in ((NEGATIVE, False, "red"), (POSITIVE, True, "lime")):
+            if self._helper(name) is None:
+                pts = self.viewer.add_points(ndim=2, name=name, face_color=color, border_color="white",
+                                             size=size, **geo)
+                pts.current_face_color = color
+                pts.events.data.connect(lambda ev, p=positive: self._on_points(p, ev))
+                self._bind_keys(pts)
+        for name in (PREVIEW, BOX, NEGATIVE, POSITIVE):
+            self.viewer.layers[name].scale, self.viewer.layers[name].translate = geo["scale"], geo["translate"]
+        self.viewer.layers.selection.active = self._helper(POSITIVE)
+        self._helper(POSITIVE).mode = "add"
+
+    # -- clicks ----------------------------------------------------------------------------------
+    def _on_points(self, positive: bool, event) -> None:
+        if self._syncing or str(getattr(event, "action", "changed")) not in ("added", "removed", "changed"):
+            return
+        layer = self._helper(POSITIVE if positive else NEGATIVE)
+        if self.log is None:
+            show_warning("SPBox: choose a 2-D image layer before clicking")
+            self._set_points(positive, np.zeros((0, 2)))
+            return
+        res = self.log.sync(positive, layer.data)
+        if res.keep is not None:
+            self._set_points(positive, res.keep)
+        for msg in res.refused:
+            show_warning(f"SPBox: click refused, {msg} (untick 'strict protocol' to allow it)")
+        if res.changed:
+            self._after_change()
+
+    def _set_points(self, positive: bool, coords) -> None:
+        layer = self._helper(POSITIVE if positive else NEGATIVE)
+        if layer is None:
+            return
+        self._syncing = True
+        try:
+            layer.data = np.asarray(coords, dtype=float).reshape(-1, 2)
+            layer.selected_data = set()
+        finally:
+            self._syncing = False
+
+    def _on_strict(self, checked: bool) -> None:
+        if self.log is not None:
+            self.log.strict = checked
+
+    def undo(self) -> None:
+        """Remove the last click (from its Points layer too) and show the mask from before it."""
+        if self.log is None or (last := self.log.undo()) is None:
+            show_info("SPBox: no click to undo")
+            return
+        self._set_points(last[0], self.log.coords(last[0]))
+        self._after_change()
+
+    def clear(self) -> None:
+        """Drop the current object: clicks, box, preview; leaves correction mode."""
+        self._reset(mask=None, correct_id=None)
+
+    def start_correction(self, label_id: int) -> None:
+        """Correction mode: start from object ``label_id`` of the target Labels layer."""
+        target = self.target_layer()
+        if target is None or self.log is None:
+            show_warning("SPBox: correction needs an image layer and a Labels layer")
+            return
+        mask = np.asarray(target.data) == int(label_id)
+        if mask.shape != self.log.shape or not mask.any():
+            show_warning(f"SPBox: object {label_id} is not in '{target.name}' (or the shapes differ)")
+            return
+        self._reset(mask=mask, correct_id=int(label_id))
+
+    def _reset(self, mask, correct_id) -> None:
+        image = self.image_combo.layer()
+        if image is None or self._helper(POSITIVE) is None:
+            return
+        self.log = ClickLog(self._spatial(image), self.strict_box.isChecked(), mask=mask)
+        self.correct_id = correct_id
+        self.runner.invalidate()
+        self.runner.then = None
+        for positive in (True, False):
+            self._set_points(positive, np.zeros((0, 2)))
+        self._after_change()
+
+    def _after_change(self) -> None:
+        box = self.log.session.box
+        shapes = self._helper(BOX)
+        if shapes is not None:
+            shapes.data = []
+            if box is not None:
+                shapes.add([[box.top - 0.5, box.left - 0.5], [box.bottom + 0.5, box.right + 0.5]], shape_type="rectangle")
+        if not self.log.session.clicks:
+            # Nothing to predict yet: show the mask being corrected, or nothing.
+            base = self.log.mask if self.log.mask is not None else np.zeros(self.log.shape, bool)
+            self._show(self.log.key, base)
+            return
+        self._request()
+
+    # -- prediction --------------------------------------------------------------------------------
+    def _model_key(self) -> tuple:
+        method = self.method_combo.currentText()
+        spbox = method == "spbox"
+        return (method, (self.weights_edit.text().strip() or None) if spbox else None,
+                self.device_combo.currentText() if spbox else None, self.segments_spin.value())
+
+    def _on_model_changed(self, *_) -> None:
+        if self._model_key() != self.runner.model:
+            self.runner.invalidate()
+            self.runner.request()
+
+    @property
+    def predictor(self):
+        """The predictor in use (``None`` until built); assign one to inject it."""
+        return self.runner.predictor
+
+    @predictor.setter
+    def predictor(self, value) -> None:
+        self.runner.predictor, self.runner.model, self.runner.image_key = value, self._model_key(), None
+        self.runner.invalidate()
+
+    @property
+    def busy(self) -> bool:
+        """A prediction is running or waiting."""
+        return self.runner.busy
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Process Qt events until no prediction is running or waiting (tests, scripts)."""
+        deadline = time.monotonic() + timeout
+        while self.busy:
+            if time.monotonic() > deadline:
+                raise TimeoutError("SPBox prediction did not finish")
+            QApplication.processEvents()
+            time.sleep(0.005)
+        QApplication.processEvents()
+
+    def _request(self) -> None:
+        if self.log is None or not self.log.session.clicks:
+            return
+        cached = self.runner.cache.get(self.log.key)
+        if cached is not None:
+            self._show(self.log.key, cached)
+        else:
+            self.status.setText("computing…")
+            self.runner.request()
+
+    def _job(self) -> Job | None:
+        layer = self.image_combo.layer()
+        session = self.log.session if self.log is not None and self.log.session.clicks else None
+        key = None if session is None else self.log.key
+        image_key = None if layer is None else (id(layer), self.channel_combo.currentData(), id(layer.data))
+        return Job(key, session, self._model_key(), image_key, self.image_data)
+
+    def _on_result(self, key, pred) -> None:
+        if self.log is not None and key == self.log.key:
+            self._show(key, pred.mask, f"in {pred.elapsed_ms / 1000:.2f} s")
+
+    def _on_error(self, exc) -> None:
+        if exc.stage == "model":
+            msg = (f"SPBox: could not load the '{self.method_combo.currentText()}' model ({exc}). Choose a "
+                   "weights file, or the grabcut / random-walker method, under Model settings.")
+        else:
+            msg = f"SPBox: prediction failed ({exc}); the labels were not changed"
+        self.status.setText(msg)
+        show_error(msg)
+
+    def _show(self, key, mask: np.ndarray, note: str = "") -> None:
+        self.preview_mask, self._preview_key = mask, key
+        preview = self._helper(PREVIEW)
+        if preview is not None and preview.data.shape == mask.shape:
+            preview.data = mask.astype(np.uint8)
+        s = self.log.session
+        box = "" if s.box is None else f", box {s.box.height}x{s.box.width}"
+        mode = f"correcting object {self.correct_id}: " if self.correct_id is not None else ""
+        self.status.setText(f"{mode}{len(s.positives)}+ / {len(s.negatives)}- clicks{box}, {int(mask.sum())} px {note}")
+
+    # -- labels ----------------------------------------------------------------------------------
+    def target_layer(self, create: bool = False, new: bool = False):
+        """The Labels layer objects are committed to; made (image-sized, int32) when asked and missing."""
+        layer = None if new else self.labels_combo.layer()
+        image = self.image_combo.layer()
+        if layer is None and create and image is not None:
+            active = self.viewer.layers.selection.active
+            layer = self.viewer.add_labels(np.zeros(self._spatial(image), np.int32), name="SPBox labels",
+                                           scale=tuple(image.scale[-2:]), translate=tuple(image.translate[-2:]))
+            self.labels_combo.refresh()
+            self.labels_combo.setCurrentIndex(self.labels_combo.findData(layer))
+            self.viewer.layers.selection.active = active  # keep clicking where the user was
+        return layer
+
+    def commit(self) -> None:
+        """Write the preview into the target Labels layer: a new id, or the corrected object's id."""
+        if self.busy:
+            self.runner.then = self.commit  # commit the newest mask, not the one on screen now
+            return
+        if self.log is None or self._preview_key != self.log.key or self.preview_mask is None or not self.preview_mask.any():
+            show_info("SPBox: nothing to commit (no mask for the current clicks)")
+            return
+        target = self.target_layer(create=True)
+        data = np.asarray(target.data)
+        mask = self.preview_mask
+        if data.shape != mask.shape:
+            show_error(f"SPBox: labels layer '{target.name}' has shape {data.shape}, the image {mask.shape}")
+            return
+        label = self.correct_id if self.correct_id is not None else int(data.max()) + 1
+        if np.issubdtype(data.dtype, np.integer) and label > np.iinfo(data.dtype).max:
+            show_error(f"SPBox: id {label} does not fit labels of type {data.dtype}")
+            return
+        write = mask if self.overwrite_box.isChecked() else mask & ((data == 0) | (data == label))
+        drop = (data == label) & ~mask  # correction: pixels the object no longer covers
+        idx = np.nonzero(write | drop)
+        target.data_setitem(idx, np.where(write[idx], label, 0).astype(data.dtype))
+        if not write.any():
+            show_warning("SPBox: the mask lies under other objects; tick 'overwrite' to replace them")
+        else:
+            show_info(f"SPBox: committed object {label} to '{target.name}'")
+        self.id_spin.setValue(label)
+        self.clear()

@@ -1,0 +1,454 @@
+"""CVAT interactor: Nuclio handler (through nuclio_sdk's test Platform), dev HTTP server, native function.
+
+Every prediction uses the classical random-walker predictor (SPBOX_METHOD override): fast, no weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import importlib.util
+import io
+import json
+import struct
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from nuclio_sdk import Event
+from nuclio_sdk.test import Platform
+from PIL import Image
+
+from napari_spbox.core.predictor import THRESHOLD, Prediction
+from napari_spbox.core.protocol import Box, box_from_pair
+from napari_spbox.cvat import MAX_PIXELS, InteractorService, build_session, mask_json, parse_request
+from napari_spbox.serve import add_serve_parser, cmd_serve_cvat, make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNC = ROOT / "cvat_function"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def disk_scene(cy=60, cx=80, radius=28, shape=(120, 160), seed=0):
+    """A red disk on a blue, noisy background (uint8 RGB) and its mask."""
+    rng = np.random.default_rng(seed)
+    rr, cc = np.mgrid[: shape[0], : shape[1]]
+    mask = (rr - cy) ** 2 + (cc - cx) ** 2 <= radius**2
+    img = np.where(mask[..., None], [200, 60, 50], [30, 40, 90]).astype(np.float64)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
+def b64(img: np.ndarray, fmt: str = "JPEG") -> str:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def cvat_request(image_b64, pos, neg=(), bbox=None):
+    """The payload CVAT's lambda manager posts to an interactor ([x, y] points)."""
+    return {"image": image_b64, "pos_points": [list(p) for p in pos], "neg_points": [list(p) for p in neg],
+            "obj_bbox": bbox}
+
+
+def iou(a, b) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def png_header(w, h) -> bytes:
+    """A PNG whose header claims ``w`` x ``h`` (no usable pixel data)."""
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+IMG, GT = disk_scene()
+IMG_B64 = b64(IMG)
+# Paper protocol in CVAT's [x, y]: centre click, then a click just outside the disk (diagonal).
+GOOD = cvat_request(IMG_B64, [(80, 60)], [(112, 92)])
+GOOD_BOX = cvat_request(IMG_B64, [(80, 60)], [], bbox=[[48, 28], [112, 92]])
+BIG = io.BytesIO()
+Image.new("1", (8000, 7000)).save(BIG, "PNG")  # 56 MP, a few kB: over the 50 MP limit
+
+BAD_BODIES = {
+    "invalid JSON": b'{"image": "abc", "pos_points": [[1, 2]',
+    "empty body": b"",
+    "JSON list, not an object": b"[1, 2, 3]",
+    "not UTF-8": b"\xff\xfe\x00garbage",
+    "invalid base64": {**GOOD, "image": "!!!this is not base64!!!"},
+    "image not a string": {**GOOD, "image": 12345},
+    "empty image": {**GOOD, "image": ""},
+    "non-image bytes": {**GOOD, "image": base64.b64encode(b"hello, I am not an image").decode()},
+    "truncated JPEG": {**GOOD, "image": base64.b64encode(base64.b64decode(IMG_B64)[:300]).decode()},
+    "0-pixel image": {**GOOD, "image": base64.b64encode(png_header(0, 40)).decode()},
+    "oversized image": {**GOOD, "image": base64.b64encode(BIG.getvalue()).decode()},
+    "missing image": {k: v for k, v in GOOD.items() if k != "image"},
+    "missing pos_points": {k: v for k, v in GOOD.items() if k != "pos_points"},
+    "empty points, no box": {**GOOD, "pos_points": [], "neg_points": []},
+    "only negatives": {**GOOD, "pos_points": [], "neg_points": [[10, 10]]},
+    "NaN point": {**GOOD, "pos_points": [[float("nan"), 60]]},
+    "infinite point": {**GOOD, "neg_points": [[10, float("inf")]]},
+    "point outside (x)": {**GOOD, "pos_points": [[500, 60]]},
+    "point outside (negative y)": {**GOOD, "neg_points": [[20, -3]]},
+    "point not a pair": {**GOOD, "pos_points": [[80]]},
+    "point of strings": {**GOOD, "pos_points": [["80", "60"]]},
+    "point of booleans": {**GOOD, "pos_points": [[True, False]]},
+    "points not a list": {**GOOD, "pos_points": "80,60"},
+    "too many points": {**GOOD, "neg_points": [[5, 5]] * 5000},
+    "box with one corner": {**GOOD_BOX, "obj_bbox": [[48, 28]]},
+    "box outside": {**GOOD_BOX, "obj_bbox": [[48, 28], [900, 92]]},
+    "box not a list": {**GOOD_BOX, "obj_bbox": "48,28,112,92"},
+    "threshold out of range": {**GOOD, "threshold": 1.5},
+    "threshold not a number": {**GOOD, "threshold": "high"},
+    "legacy box flag, one point": {**GOOD, "obj_bbox": None, "pos_points": [[48, 28]], "startswith_box": True},
+}
+
+
+def encode(body):
+    return body if isinstance(body, (bytes, str)) else json.dumps(body).encode()
+
+
+def load_main():
+    """cvat_function/main.py as a module (Platform looks the handler's module up in sys.modules)."""
+    name = "spbox_cvat_function_main"
+    spec = importlib.util.spec_from_file_location(name, FUNC / "main.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def nuclio(monkeypatch):
+    """``call(body) -> (status, decoded JSON)`` through the real handler + init_context."""
+    monkeypatch.setenv("SPBOX_METHOD", "random-walker")
+    monkeypatch.delenv("SPBOX_BOX_IN_POS_POINTS", raising=False)
+    main = load_main()
+    platform = Platform()
+
+    def call(body, content_type="application/json"):
+        response = platform.call_handler(main.handler, Event(body=body, content_type=content_type, method="POST"))
+        assert response.content_type == "application/json"
+        return response.status_code, json.loads(response.body)
+
+    call.main = main
+    call.platform = platform
+    return call
+
+
+# -- Nuclio handler ---------------------------------------------------------------------------
+def test_init_context_loads_the_model_once(nuclio):
+    nuclio(GOOD)
+    context = nuclio.platform._get_handler_context(nuclio.main.handler)
+    service = context.user_data.model
+    assert isinstance(service, InteractorService) and service.predictor.name == "random-walker"
+    nuclio(GOOD_BOX)
+    assert nuclio.platform._get_handler_context(nuclio.main.handler).user_data.model is service
+
+
+@pytest.mark.parametrize("case", ["clicks", "obj_bbox", "legacy-box-in-pos_points", "bytes-body", "png"])
+def test_cvat_request_gives_mask_of_the_object(nuclio, case):
+    body = {
+        "clicks": GOOD,
+        "obj_bbox": GOOD_BOX,
+        # old servers: the box corners first in pos_points, flagged by the request
+        "legacy-box-in-pos_points": {**GOOD, "pos_points": [[48, 28], [112, 92], [80, 60]], "neg_points": [],
+                                     "obj_bbox": None, "startswith_box": True},
+        "bytes-body": json.dumps(GOOD).encode(),  # Nuclio hands bytes when the content type is not JSON
+        "png": {**GOOD, "image": b64(IMG, "PNG")},
+    }[case]
+    status, answer = nuclio(body)
+    assert status == 200, answer
+    mask = np.asarray(answer["mask"])
+    assert mask.shape == IMG.shape[:2] and set(np.unique(mask)) <= {0, 1}
+    assert iou(mask.astype(bool), GT) > 0.8
+
+
+def test_box_selects_the_object_inside_it(nuclio):
+    # A box around the second of two alike disks gives that one only.
+    img, _ = disk_scene(60, 80, 28, shape=(120, 220))
+    _, gt2 = disk_scene(60, 180, 22, shape=(120, 220))
+    img[gt2] = [200, 60, 50]
+    body = cvat_request(b64(img), [(180, 60)], [], bbox=[[150, 30], [210, 90]])
+    status, answer = nuclio(body)
+    mask = np.asarray(answer["mask"], bool)
+    assert status == 200 and iou(mask, gt2) > 0.7 and not mask[:, :120].any()
+
+
+def test_session_from_request():
+    # obj_bbox sets the box; [x, y] becomes (row, col).
+    session = build_session(parse_request(GOOD_BOX))
+    assert session.box == Box(28, 48, 92, 112) and session.start == "box"
+    assert [(c.row, c.col, c.positive) for c in session.clicks] == [(60, 80, True)]
+    # No box: first positive, first negative, then the other positives and negatives.
+    body = {**GOOD, "pos_points": [[80, 60], [70, 50]], "neg_points": [[112, 92], [75, 55]]}
+    session = build_session(parse_request(body))
+    assert [(c.row, c.col, c.positive) for c in session.clicks] == [
+        (60, 80, True), (92, 112, False), (50, 70, True), (55, 75, False)]
+    assert session.box == box_from_pair(session.clicks[0], session.clicks[1], IMG.shape)
+    # The right / bottom edge of the last pixel (x == W) is still in the image.
+    session = build_session(parse_request({**GOOD, "pos_points": [[160, 120]], "neg_points": []}))
+    assert (session.clicks[0].row, session.clicks[0].col) == (119, 159)
+
+
+def test_empty_obj_bbox_means_no_box(nuclio):
+    for bbox in (None, []):
+        status, answer = nuclio({**GOOD, "obj_bbox": bbox})
+        assert status == 200 and iou(np.asarray(answer["mask"], bool), GT) > 0.8
+    status, answer = nuclio({k: v for k, v in GOOD.items() if k not in ("obj_bbox", "neg_points")})
+    assert status == 200 and np.asarray(answer["mask"]).shape == GT.shape
+
+
+def test_legacy_box_from_environment(monkeypatch):
+    monkeypatch.setenv("SPBOX_METHOD", "random-walker")
+    monkeypatch.setenv("SPBOX_BOX_IN_POS_POINTS", "1")
+    main = load_main()
+    body = {**GOOD, "pos_points": [[48, 28], [112, 92], [80, 60]], "neg_points": [], "obj_bbox": None}
+    response = Platform().call_handler(main.handler, Event(body=body, content_type="application/json"))
+    assert response.status_code == 200
+    assert iou(np.asarray(json.loads(response.body)["mask"], bool), GT) > 0.8
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BODIES))
+def test_bad_request_is_400_with_message(nuclio, name):
+    status, answer = nuclio(BAD_BODIES[name])
+    assert status == 400, (name, answer)
+    assert set(answer) == {"error"} and isinstance(answer["error"], str) and len(answer["error"]) > 5
+
+
+def test_error_messages_say_what_is_wrong(nuclio):
+    expect = {
+        "missing image": "image", "missing pos_points": "pos_points", "invalid base64": "base64",
+        "oversized image": "50 MP", "point outside (x)": "outside", "NaN point": "finite",
+        "invalid JSON": "JSON", "empty points, no box": "positive", "threshold out of range": "threshold",
+    }
+    for name, word in expect.items():
+        assert word in nuclio(BAD_BODIES[name])[1]["error"], name
+    assert MAX_PIXELS == 50_000_000
+
+
+def test_fifty_mixed_requests_keep_serving(nuclio):
+    other_img, other_gt = disk_scene(50, 60, 20, seed=3)
+    other = cvat_request(b64(other_img), [(60, 50)], [(84, 74)])
+    bad = list(BAD_BODIES.values())
+    for i in range(50):
+        if i % 3 == 0:
+            body, gt = (GOOD, GT) if i % 2 == 0 else (other, other_gt)
+            status, answer = nuclio(body)
+            assert status == 200, (i, answer)
+            assert iou(np.asarray(answer["mask"], bool), gt) > 0.7, i
+        else:
+            status, answer = nuclio(bad[i % len(bad)])
+            assert status == 400 and "error" in answer, i
+
+
+def test_failed_inference_is_500_then_recovers(nuclio):
+    nuclio(GOOD)
+    service = nuclio.platform._get_handler_context(nuclio.main.handler).user_data.model
+    predictor = service.predictor
+    real_predict, calls = predictor.predict, []
+
+    def flaky(session):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_predict(session)
+
+    predictor.predict = flaky
+    status, answer = nuclio(GOOD)
+    assert status == 500 and "out of memory" in answer["error"]
+    status, answer = nuclio(GOOD)
+    assert status == 200 and iou(np.asarray(answer["mask"], bool), GT) > 0.8
+
+
+def test_same_frame_reuses_the_decoded_image():
+    # CVAT resends the frame with every click; the predictor must get the same array back so its
+    # per-image cache (superpixels for the network) survives between clicks.
+    service = InteractorService.create("random-walker")
+    seen = []
+    real_set_image = service.predictor.set_image
+    service.predictor.set_image = lambda image, *a, **kw: (seen.append(image), real_set_image(image, *a, **kw))
+    other = cvat_request(b64(disk_scene(seed=5)[0]), [(80, 60)], [(112, 92)])
+    for body in (GOOD, GOOD_BOX, other, GOOD):
+        assert service.handle(json.dumps(body))[0] == 200
+    assert seen[0] is seen[1] and seen[2] is not seen[1] and seen[3] is not seen[0]
+
+
+def test_threshold_is_applied():
+    class Ramp:  # probability rises from 0 to 1 left to right
+        name = "ramp"
+
+        def set_image(self, image):
+            self.shape = image.shape[:2]
+
+        def predict(self, session):
+            return Prediction(np.tile(np.linspace(0, 1, self.shape[1], dtype=np.float32), (self.shape[0], 1)))
+
+    service = InteractorService(Ramp())
+    for threshold, expect in ((None, THRESHOLD), (0.25, 0.25), (0.75, 0.75)):
+        body = GOOD if threshold is None else {**GOOD, "threshold": threshold}
+        status, text = service.handle(json.dumps(body))
+        mask = np.asarray(json.loads(text)["mask"], bool)
+        assert status == 200 and abs(mask.mean() - (1 - expect)) < 0.02, threshold
+
+
+def test_mask_json_matches_json_dumps():
+    rng = np.random.default_rng(1)
+    for shape in [(1, 1), (3, 7), (17, 2)]:
+        m = rng.random(shape) > 0.5
+        assert mask_json(m) == json.dumps({"mask": m.astype(int).tolist()}, separators=(",", ":"))
+
+
+# -- function.yaml ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["function.yaml", "function-gpu.yaml"])
+def test_function_yaml(name):
+    doc = yaml.safe_load((FUNC / name).read_text())
+    ann = doc["metadata"]["annotations"]
+    assert ann["type"] == "interactor" and ann["version"] == 2 and ann["spec"] == ""
+    assert ann["min_pos_points"] == 1 and ann["min_neg_points"] == 0 and ann["startswith_box_optional"] is True
+    assert "negative" in ann["help_message"] and ann["name"]
+    spec = doc["spec"]
+    assert spec["runtime"] == "python:3.11" and spec["handler"] == "main:handler" and spec["eventTimeout"]
+    assert spec["build"]["baseImage"] and any("napari_spbox" in d["value"] for d in spec["build"]["directives"]["postCopy"])
+    trigger = spec["triggers"]["myHttpTrigger"]
+    assert trigger["kind"] == "http" and trigger["attributes"]["maxRequestBodySize"] >= 128 * 1024 * 1024
+    device = {e["name"]: e["value"] for e in spec["env"]}["SPBOX_DEVICE"]
+    if name == "function-gpu.yaml":
+        assert spec["resources"]["limits"]["nvidia.com/gpu"] == 1 and device == "cuda"
+    else:
+        assert "resources" not in spec and device == "cpu"
+
+
+# -- dev HTTP server --------------------------------------------------------------------------
+@pytest.fixture
+def server():
+    """Dev server on an ephemeral port. set_image is slowed down so that, were predictions not
+    serialised, concurrent clients would interleave and get another frame's mask."""
+    service = InteractorService.create("random-walker")
+    real_set_image = service.predictor.set_image
+    service.predictor.set_image = lambda image, *a, **kw: (real_set_image(image, *a, **kw), time.sleep(0.02))
+    srv = make_server(service, "127.0.0.1", 0, quiet=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def post(port, body, path="/", conn=None):
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", path, body=encode(body), headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = r.read()
+        assert r.getheader("Content-Type") == "application/json"
+        return r.status, json.loads(data)
+    finally:
+        if own:
+            conn.close()
+
+
+def test_http_round_trip(server):
+    for path in ("/", "/predict"):
+        status, answer = post(server, GOOD, path)
+        assert status == 200 and iou(np.asarray(answer["mask"], bool), GT) > 0.8
+    assert post(server, BAD_BODIES["invalid JSON"])[0] == 400
+    status, answer = post(server, BAD_BODIES["point outside (x)"])
+    assert status == 400 and "outside" in answer["error"]
+    assert post(server, GOOD, "/nope")[0] == 404
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    conn.request("GET", "/health")
+    r = conn.getresponse()
+    assert r.status == 200 and json.loads(r.read())["method"] == "random-walker"
+    conn.close()
+
+
+def test_http_eight_concurrent_clients(server):
+    # Four different frames of one size: a mixed-up prediction shows as a wrong mask.
+    scenes = [disk_scene(40 + 10 * k, 50 + 20 * k, 18 + 2 * k, seed=k) for k in range(4)]
+    bodies = [cvat_request(b64(img), [(50 + 20 * k, 40 + 10 * k)], [(50 + 20 * k + 30 + 2 * k, 40 + 10 * k + 30)])
+              for k, (img, _) in enumerate(scenes)]
+    failures, done = [], []
+
+    def client(c):
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=120)  # keep-alive: one connection
+        try:
+            for i in range(4):
+                k = (c + i) % 4
+                if (c + i) % 3 == 0:  # bad requests interleaved with good ones
+                    status, answer = post(server, BAD_BODIES["NaN point"], conn=conn)
+                    if status != 400:
+                        failures.append((c, i, status, answer))
+                    continue
+                status, answer = post(server, bodies[k], conn=conn)
+                mask = np.asarray(answer.get("mask", []), bool)
+                if status != 200 or mask.shape != scenes[k][1].shape or iou(mask, scenes[k][1]) < 0.7:
+                    failures.append((c, i, status, answer.get("error")))
+                done.append(1)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append((c, repr(exc)))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not any(t.is_alive() for t in threads)
+    assert not failures, failures
+    assert len(done) == sum(1 for c in range(8) for i in range(4) if (c + i) % 3 != 0)
+
+
+def test_http_body_limits(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    conn.putrequest("POST", "/")
+    conn.putheader("Content-Length", str(10**12))
+    conn.endheaders()
+    r = conn.getresponse()
+    assert r.status == 413 and "limit" in json.loads(r.read())["error"]
+    conn.close()
+    assert post(server, GOOD)[0] == 200  # still serving
+
+
+def test_serve_parser():
+    p = argparse.ArgumentParser()
+    add_serve_parser(p.add_subparsers(dest="command"))
+    args = p.parse_args(["serve-cvat", "--port", "0", "--method", "random-walker", "--device", "cpu"])
+    assert args.func is cmd_serve_cvat and args.host == "127.0.0.1" and args.port == 0
+    assert args.method == "random-walker" and args.weights is None and args.max_pixels == MAX_PIXELS
+    with pytest.raises(SystemExit):
+        p.parse_args(["serve-cvat", "--method", "nope"])
+
+
+# -- native cvat-sdk function -----------------------------------------------------------------
+def test_native_interaction_function():
+    import cvat_sdk.auto_annotation as cvataa
+    from cvat_sdk.masks import decode_mask
+
+    spec = importlib.util.spec_from_file_location("spbox_cvat_native", FUNC / "native.py")
+    native = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(native)
+    fn = native.create(method="random-walker")
+    assert isinstance(fn.spec, cvataa.InteractionFunctionSpec) and fn.spec.min_bounding_boxes == 0
+
+    class Prompts:
+        pos_points, neg_points, bounding_box = ((80.0, 60.0),), ((112.0, 92.0),), None
+
+    pp = fn.preprocess_image(None, Image.fromarray(IMG))
+    for prompts in (Prompts, type("P", (Prompts,), {"neg_points": (), "bounding_box": ((48, 28), (112, 92))})):
+        shapes = fn.detect(None, pp, prompts)
+        assert len(shapes) == 1 and shapes[0].type == "mask"
+        mask = decode_mask(shapes[0].points, image_width=IMG.shape[1], image_height=IMG.shape[0])
+        assert iou(mask, GT) > 0.8
+    with pytest.raises(ValueError, match="outside"):
+        fn.detect(None, pp, type("P", (Prompts,), {"pos_points": ((999.0, 5.0),)}))

@@ -1,0 +1,249 @@
+"""GUI tests of the napari dock widget (run under ``xvfb-run -a``).
+
+They click through the Points layers as a user would (``layer.add`` is what the Points tool calls)
+and use the random-walker predictor: fast, deterministic, and needs no trained weights.
+"""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+from napari_spbox.core.predictor import make_predictor  # noqa: E402
+from napari_spbox.napari import SPBoxWidget, coffee_sample  # noqa: E402
+from napari_spbox.napari import _widget  # noqa: E402
+from napari_spbox.napari._widget import NEGATIVE, POSITIVE, PREVIEW  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+CENTRE, RADIUS = (80, 100), 40
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Record the widget's notifications by severity instead of only displaying them."""
+    seen = {"error": [], "warning": [], "info": []}
+    for kind in seen:
+        real = getattr(_widget, f"show_{kind}")
+        monkeypatch.setattr(_widget, f"show_{kind}", lambda msg, kind=kind, real=real: (seen[kind].append(msg), real(msg)))
+    return seen
+
+
+@pytest.fixture
+def setup(make_napari_viewer, disk_image, notes):
+    """Viewer with the disk image, an existing Labels layer holding object 1, and the widget docked."""
+
+    def _make(image=None, predictor=None):
+        viewer = make_napari_viewer()
+        img = disk_image[0] if image is None else image
+        viewer.add_image(img, name="img", rgb=img.ndim == 3 and img.shape[-1] in (3, 4))
+        labels = np.zeros(img.shape[:2] if img.ndim == 2 or img.shape[-1] in (3, 4) else img.shape[1:], np.int32)
+        labels[5:20, 5:20] = 1  # an earlier object far from the disk
+        viewer.add_labels(labels, name="labels")
+        widget = SPBoxWidget(viewer, predictor=predictor or make_predictor("random-walker"))
+        viewer.window.add_dock_widget(widget)
+        return viewer, widget
+
+    return _make
+
+
+def click(viewer, widget, row, col, positive=True, wait=True):
+    viewer.layers[POSITIVE if positive else NEGATIVE].add([row, col])
+    if wait:
+        widget.wait()
+
+
+def disk_mask(shape=(160, 200)):
+    rr, cc = np.mgrid[: shape[0], : shape[1]]
+    return (rr - CENTRE[0]) ** 2 + (cc - CENTRE[1]) ** 2 <= RADIUS**2
+
+
+def iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+def test_positive_click_segments_disk_and_sets_box(setup):
+    viewer, widget = setup()
+    click(viewer, widget, *CENTRE)
+    assert widget.preview_mask is not None and iou(widget.preview_mask, disk_mask()) > 0.3
+    click(viewer, widget, 130, 150, positive=False)  # just outside, diagonal: the box
+    box = widget.log.session.box
+    assert (box.top, box.left, box.bottom, box.right) == (30, 50, 130, 150)
+    assert len(viewer.layers["SPBox box"].data) == 1
+    assert iou(widget.preview_mask, disk_mask()) > 0.85
+    assert viewer.layers[PREVIEW].data.astype(bool).sum() == widget.preview_mask.sum()
+
+
+def test_negative_click_inside_removes_area_and_undo_restores(setup):
+    viewer, widget = setup()
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    before = widget.preview_mask.copy()
+    click(viewer, widget, 80, 120, positive=False)  # inside the disk: the right half goes
+    after = widget.preview_mask.copy()
+    assert after.sum() < before.sum() - 200
+    assert not after[80, 125]
+    widget.undo()
+    widget.wait()
+    assert len(viewer.layers[NEGATIVE].data) == 1
+    np.testing.assert_array_equal(widget.preview_mask, before)
+    np.testing.assert_array_equal(viewer.layers[PREVIEW].data.astype(bool), before)
+
+
+def test_commit_adds_new_id_and_keeps_earlier_objects(setup):
+    viewer, widget = setup()
+    labels = viewer.layers["labels"]
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    mask = widget.preview_mask.copy()
+    widget.commit()
+    assert labels.data[5:20, 5:20].tolist() == np.ones((15, 15)).tolist()  # object 1 untouched
+    assert set(np.unique(labels.data)) == {0, 1, 2}
+    np.testing.assert_array_equal(labels.data == 2, mask & (labels.data != 1))
+    # the widget starts the next object: no clicks, empty preview
+    assert len(viewer.layers[POSITIVE].data) == 0 and not viewer.layers[PREVIEW].data.any()
+    click(viewer, widget, 140, 180)
+    click(viewer, widget, 155, 195, positive=False)
+    widget.commit()
+    assert labels.data.max() == 3 and (labels.data == 2).sum() == mask.sum()
+
+
+def test_commit_does_not_overwrite_unless_asked(setup):
+    viewer, widget = setup()
+    labels = viewer.layers["labels"]
+    labels.data[60:100, 90:110] = 1  # object 1 now covers part of the disk
+    labels.refresh()
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    widget.commit()
+    assert (labels.data[60:100, 90:110] == 1).all()
+    assert (labels.data == 2).sum() > 1000
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    widget.overwrite_box.setChecked(True)
+    widget.commit()
+    assert (labels.data[70:90, 95:105] == 3).all()
+
+
+def test_keys_bound_on_viewer_and_points_layers(setup):
+    viewer, widget = setup()
+    for target in (viewer, viewer.layers[POSITIVE], viewer.layers[NEGATIVE]):
+        assert {str(k) for k in target.keymap} >= {"Shift+C", "Shift+X", "Shift+Z"}
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    viewer.layers[POSITIVE].keymap[next(k for k in viewer.layers[POSITIVE].keymap if str(k) == "Shift+Z")](None)
+    assert len(widget.log.session.clicks) == 1 and len(viewer.layers[NEGATIVE].data) == 0
+    viewer.keymap[next(k for k in viewer.keymap if str(k) == "Shift+X")](viewer)
+    assert len(widget.log.session.clicks) == 0 and len(viewer.layers[POSITIVE].data) == 0
+
+
+def test_inference_error_notifies_and_changes_no_labels(setup, notes):
+    class Broken:
+        def set_image(self, image, channel_axis=-1):
+            pass
+
+        def predict(self, session):
+            raise RuntimeError("boom")
+
+    viewer, widget = setup(predictor=Broken())
+    labels_before = viewer.layers["labels"].data.copy()
+    preview_before = viewer.layers[PREVIEW].data.copy()
+    click(viewer, widget, *CENTRE)
+    assert any("boom" in m for m in notes["error"])
+    widget.commit()
+    widget.wait()
+    np.testing.assert_array_equal(viewer.layers["labels"].data, labels_before)
+    np.testing.assert_array_equal(viewer.layers[PREVIEW].data, preview_before)
+
+
+def test_missing_weights_is_reported(setup, notes, tmp_path):
+    viewer, widget = setup()
+    widget.method_combo.setCurrentText("spbox")
+    widget.weights_edit.setText(str(tmp_path / "nope.pt"))
+    widget._on_model_changed()
+    widget.wait()
+    assert any("nope.pt" in m and "Model settings" in m for m in notes["error"])
+    widget.method_combo.setCurrentText("random-walker")  # choosing a baseline works again
+    widget.wait()
+    click(viewer, widget, *CENTRE)
+    assert widget.preview_mask.any() and widget.predictor.name == "random-walker"
+
+
+def test_out_of_protocol_click_is_refused_in_strict_mode(setup, notes):
+    viewer, widget = setup()
+    click(viewer, widget, 10, 190, positive=False)  # first click negative: refused
+    assert len(viewer.layers[NEGATIVE].data) == 0 and not widget.log.session.clicks
+    assert any("first click must be positive" in m for m in notes["warning"])
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    click(viewer, widget, 5, 5, positive=False)  # negative outside the box: refused
+    assert len(viewer.layers[NEGATIVE].data) == 1
+    assert any("inside the box" in m for m in notes["warning"])
+    widget.strict_box.setChecked(False)  # non-strict accepts it
+    click(viewer, widget, 5, 5, positive=False)
+    assert len(viewer.layers[NEGATIVE].data) == 2 and len(widget.log.session.clicks) == 3
+
+
+def test_removing_a_point_reruns_prediction(setup):
+    viewer, widget = setup()
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    before = widget.preview_mask.copy()
+    click(viewer, widget, 80, 120, positive=False)
+    neg = viewer.layers[NEGATIVE]
+    neg.selected_data = {1}
+    neg.remove_selected()
+    widget.wait()
+    assert len(widget.log.session.negatives) == 1
+    np.testing.assert_array_equal(widget.preview_mask, before)
+
+
+def test_correction_mode_commits_back_to_same_id(setup):
+    viewer, widget = setup()
+    labels = viewer.layers["labels"]
+    rough = disk_mask() & (np.mgrid[:160, :200][1] < 100)  # half the disk, as id 5
+    labels.data[rough] = 5
+    labels.refresh()
+    widget.start_correction(5)
+    np.testing.assert_array_equal(widget.preview_mask, rough)
+    box = widget.log.session.box
+    assert (box.top, box.left, box.bottom, box.right) == (40, 60, 120, 99)
+    click(viewer, widget, 80, 130)  # positive outside the box: grows it over the missing half
+    assert widget.log.session.box.right == 130
+    widget.commit()
+    assert labels.data.max() == 5 and (labels.data == 1).sum() == 15 * 15
+    assert iou(labels.data == 5, disk_mask()) > 0.8 and (labels.data == 5).sum() > rough.sum() * 1.5
+
+
+def test_uint16_grayscale_image(setup):
+    img = np.full((160, 200), 9000, np.uint16) + np.random.default_rng(1).integers(0, 300, (160, 200)).astype(np.uint16)
+    img[disk_mask()] = 52000
+    viewer, widget = setup(image=img)
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    assert iou(widget.preview_mask, disk_mask()) > 0.85
+    widget.commit()
+    assert (viewer.layers["labels"].data == 2).sum() > 4000
+
+
+def test_multichannel_stack_channel_choice(setup):
+    rng = np.random.default_rng(2)
+    stack = rng.normal(100, 5, (3, 160, 200)).astype(np.float32)
+    stack[1][disk_mask()] += 400  # the disk is only visible in channel 1
+    viewer, widget = setup(image=stack)
+    widget.channel_combo.setCurrentIndex(widget.channel_combo.findData(1))
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    assert iou(widget.preview_mask, disk_mask()) > 0.85
+
+
+def test_coffee_sample_and_new_labels_layer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    (data, kwargs, kind), = coffee_sample()
+    assert kind == "image" and data.shape == (400, 600, 3)
+    viewer.add_image(data, **kwargs)
+    widget = SPBoxWidget(viewer, predictor=make_predictor("random-walker"))
+    click(viewer, widget, 200, 300)
+    click(viewer, widget, 300, 420, positive=False)
+    assert widget.preview_mask.any()
+    widget.commit()
+    assert "SPBox labels" in viewer.layers and viewer.layers["SPBox labels"].data.max() == 1
