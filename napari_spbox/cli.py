@@ -83,15 +83,10 @@ def cmd_train(args) -> int:
     ckpt = train(args.data, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                  size=args.size, repeats=args.repeats, loss=args.loss, variant=args.variant, init=args.init,
                  resume=args.resume, seed=args.seed, workers=args.workers, val_objects=args.val_objects,
-                 device=args.device, max_steps=args.max_steps, cache_dir=args.cache_dir)
+                 device=args.device, max_steps=args.max_steps, cache_dir=args.cache_dir, threads=args.threads)
     write_log_json(args.out)
     print(f"checkpoint: {ckpt}; weights: {Path(args.out) / 'weights.pt'}")
     return 0
-
-
-def cmd_benchmark(args) -> int:
-    print("spbox benchmark: not yet available (issue 7)", file=sys.stderr)
-    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,13 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-objects", type=int, default=24)
     t.add_argument("--device", default=None)
     t.add_argument("--max-steps", type=int, default=None)
-    t.add_argument("--cache-dir", default=None)
+    t.add_argument("--cache-dir", default=None, help="where SLIC labels of training images are cached")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.set_defaults(func=cmd_train)
 
-    b = sub.add_parser("benchmark", help="per-click latency and memory (not yet available)")
-    b.set_defaults(func=cmd_benchmark)
-
+    from .benchmark import add_benchmark_parser
     from .serve import add_serve_parser
+
+    add_benchmark_parser(sub)
 
     add_serve_parser(sub)
     return p

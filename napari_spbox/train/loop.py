@@ -50,7 +50,7 @@ def _filter_area(items, min_area):
 
 def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=None, size=320, repeats=2,
           loss="bce", variant="spbox", init=None, resume=None, seed=0, workers=0, val_objects=24, val_clicks=10,
-          device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True):
+          device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None):
     """Train an SPBox network; returns the path of the last checkpoint. See ``spbox train --help``."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -63,6 +63,9 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(seed + rank)
+    if threads:
+        # On a shared CPU, OpenMP threads that wait on each other are far slower than one thread.
+        torch.set_num_threads(threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
