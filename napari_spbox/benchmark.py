@@ -40,7 +40,7 @@ COFFEE_CLICKS = [
 ]
 
 PER_IMAGE_STAGES = ("set_image", "slic")
-PER_CLICK_STAGES = ("guidance", "window", "preprocess", "forward", "postprocess")
+PER_CLICK_STAGES = ("window", "guidance", "preprocess", "forward", "postprocess")
 
 
 def _default_data() -> list:
@@ -132,7 +132,7 @@ def time_stages(predictor, session) -> dict:
 
     from .core.guidance import guidance_stack
     from .core.predictor import guidance_region, zoom_window
-    from .model.inference import crop_resize, network_input, paste_back
+    from .model.inference import network_input, paste_back
 
     cuda = predictor.device.type == "cuda"
 
@@ -144,11 +144,14 @@ def time_stages(predictor, session) -> dict:
     with torch.inference_mode():
         sp = predictor.superpixels
         t0 = now()
-        guidance = guidance_stack(sp, session, predictor.variant)
-        t1 = now()
         window = zoom_window(guidance_region(sp, session), predictor.shape)
+        t1 = now()
+        guidance = guidance_stack(sp, session, predictor.variant, window)
         t2 = now()
-        x = crop_resize(network_input(predictor.rgb, guidance), window, predictor.size)[None].to(predictor.device)
+        crop = predictor.rgb[window.top : window.bottom + 1, window.left : window.right + 1]
+        x = network_input(crop, guidance)
+        x = torch.nn.functional.interpolate(x[None], (predictor.size,) * 2, mode="bilinear", align_corners=False)
+        x = x.to(predictor.device)
         t3 = now()
         logits = predictor.model(x)[0, 0].float()
         t4 = now()

@@ -108,3 +108,17 @@ def test_image_errors():
         to_rgb_float(np.zeros((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="finite"):
         to_rgb_float(np.full((4, 4), np.nan))
+
+
+def test_window_paints_the_same_values_as_the_full_map(grid):
+    from napari_spbox.core.predictor import guidance_region
+
+    s = Session((40, 40))
+    s.add_click(15, 15, True)
+    s.add_click(24, 24, False)
+    s.add_click(35, 12, True)
+    w = Box(5, 8, 30, 37)
+    full = guidance_stack(grid, s)
+    np.testing.assert_array_equal(guidance_stack(grid, s, window=w), full[5:31, 8:38])
+    # the region of G-hat from per-superpixel boxes equals the bounding box of its pixels
+    assert guidance_region(grid, s) == Box.from_mask(full[..., 2] > 0)

@@ -35,19 +35,30 @@ def click_superpixels(sp: Superpixels, clicks) -> np.ndarray:
     return np.unique(sp.labels[rows, cols]).astype(np.int64)
 
 
-def superpixel_distance_map(sp: Superpixels, clicks, truncate: float = TRUNCATE) -> np.ndarray:
+def _paint(values: np.ndarray, sp: Superpixels, window: Box | None) -> np.ndarray:
+    """Per-superpixel values onto pixels, of the whole image or only of ``window``."""
+    labels = sp.labels if window is None else sp.labels[window.top : window.bottom + 1, window.left : window.right + 1]
+    return values[labels]
+
+
+def _crop(image: np.ndarray, window: Box | None) -> np.ndarray:
+    return image if window is None else image[window.top : window.bottom + 1, window.left : window.right + 1]
+
+
+def superpixel_distance_map(sp: Superpixels, clicks, truncate: float = TRUNCATE, window: Box | None = None) -> np.ndarray:
     """Superpixel guidance map S_Z (Eq. 1).
 
     S_Z(p) = min over clicked superpixels z of d_2^c(z, f_Z^p(p)): the Euclidean distance between the
     centroid of p's superpixel and the nearest centroid of a clicked superpixel, truncated at 255.
     Computed once per superpixel (an ``n x k`` centroid distance matrix), then painted onto pixels.
-    With no clicks every pixel is 255.
+    With no clicks every pixel is 255. ``window`` paints only that part of the image.
     """
     clicked = click_superpixels(sp, clicks)
     if clicked.size == 0:
-        return np.full(sp.shape, truncate, dtype=np.float32)
-    per_sp = cdist(sp.centroids, sp.centroids[clicked]).min(axis=1)
-    return np.minimum(per_sp, truncate).astype(np.float32)[sp.labels]
+        per_sp = np.full(sp.n, truncate, dtype=np.float32)
+    else:
+        per_sp = np.minimum(cdist(sp.centroids, sp.centroids[clicked]).min(axis=1), truncate).astype(np.float32)
+    return _paint(per_sp, sp, window)
 
 
 def box_superpixels(sp: Superpixels, box: Box | None) -> np.ndarray:
@@ -65,16 +76,27 @@ def box_superpixels(sp: Superpixels, box: Box | None) -> np.ndarray:
     return member
 
 
-def superpixel_box_map(sp: Superpixels, box: Box | None, extra_positive=(), extra_negative=()) -> np.ndarray:
-    """Superpixel-box guidance G-hat (Eq. 3-6).
-
-    {Z-hat_b} = {Z_b} ∪ {z+_{i!=0}} \\ {z-_{i!=0}} (Eq. 3-5), and G-hat(p) = 1 where p's superpixel is
-    in {Z-hat_b} (Eq. 6). With no extra clicks this is G of Eq. 2.
-    """
+def refined_box_superpixels(sp: Superpixels, box: Box | None, extra_positive=(), extra_negative=()) -> np.ndarray:
+    """Membership of {Z-hat_b} = {Z_b} ∪ {z+_{i!=0}} \\ {z-_{i!=0}} (Eq. 3-5), a bool per superpixel."""
     member = box_superpixels(sp, box)
     member[click_superpixels(sp, list(extra_positive))] = True
     member[click_superpixels(sp, list(extra_negative))] = False
-    return member.astype(np.float32)[sp.labels]
+    return member
+
+
+def superpixel_box_map(sp: Superpixels, box: Box | None, extra_positive=(), extra_negative=(), window: Box | None = None) -> np.ndarray:
+    """Superpixel-box guidance G-hat (Eq. 6): 1 where p's superpixel is in {Z-hat_b} (Eq. 3-5).
+
+    With no extra clicks this is G of Eq. 2. ``window`` paints only that part of the image.
+    """
+    member = refined_box_superpixels(sp, box, extra_positive, extra_negative)
+    return _paint(member.astype(np.float32), sp, window)
+
+
+def session_box_superpixels(sp: Superpixels, session: Session) -> np.ndarray:
+    """{Z-hat_b} of a session: its box refined by the clicks after the opening pair (Eq. 3-5)."""
+    extra = session.extra_clicks
+    return refined_box_superpixels(sp, session.box, [c for c in extra if c.positive], [c for c in extra if not c.positive])
 
 
 def euclidean_distance_map(shape, clicks, truncate: float = TRUNCATE) -> np.ndarray:
@@ -104,11 +126,12 @@ def box_distance_map(shape, box: Box | None, truncate: float = TRUNCATE) -> np.n
     return (1.0 - np.minimum(d, truncate) / truncate).astype(np.float32)
 
 
-def guidance_stack(sp: Superpixels, session: Session, variant: str = "spbox") -> np.ndarray:
+def guidance_stack(sp: Superpixels, session: Session, variant: str = "spbox", window: Box | None = None) -> np.ndarray:
     """The three guidance channels (S+, S-, G) for a session, as float32 ``(H, W, 3)`` in [0, 1].
 
     S+ and S- are divided by 255; G (or its ablation) is already 0..1. This is the one function that
-    turns clicks into network input, for training and inference alike.
+    turns clicks into network input, for training and inference alike. With ``window`` only that
+    crop is returned (superpixel maps are painted only there, so large images stay cheap).
     """
     try:
         click_kind, box_kind = VARIANTS[variant]
@@ -116,18 +139,16 @@ def guidance_stack(sp: Superpixels, session: Session, variant: str = "spbox") ->
         raise ValueError(f"unknown guidance variant {variant!r}; choose one of {sorted(VARIANTS)}") from None
     pos, neg = session.positives, session.negatives
     if click_kind == "superpixel":
-        s_pos, s_neg = superpixel_distance_map(sp, pos), superpixel_distance_map(sp, neg)
+        s_pos, s_neg = superpixel_distance_map(sp, pos, window=window), superpixel_distance_map(sp, neg, window=window)
     else:
-        s_pos, s_neg = euclidean_distance_map(sp.shape, pos), euclidean_distance_map(sp.shape, neg)
+        s_pos = _crop(euclidean_distance_map(sp.shape, pos), window)
+        s_neg = _crop(euclidean_distance_map(sp.shape, neg), window)
     if box_kind == "spbox":
-        extra = session.extra_clicks
-        g = superpixel_box_map(
-            sp, session.box, [c for c in extra if c.positive], [c for c in extra if not c.positive]
-        )
+        g = _paint(session_box_superpixels(sp, session).astype(np.float32), sp, window)
     elif box_kind == "bbox":
-        g = box_map(sp.shape, session.box)
+        g = _crop(box_map(sp.shape, session.box), window)
     elif box_kind == "dt":
-        g = box_distance_map(sp.shape, session.box)
+        g = _crop(box_distance_map(sp.shape, session.box), window)
     else:
-        g = np.ones(sp.shape, dtype=np.float32)
+        g = np.ones(s_pos.shape, dtype=np.float32)
     return np.stack([s_pos / TRUNCATE, s_neg / TRUNCATE, g], axis=-1).astype(np.float32)

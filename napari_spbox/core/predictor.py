@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .guidance import superpixel_box_map
+from .guidance import session_box_superpixels
 from .image import to_rgb_float, to_uint8
 from .protocol import Box, Session
 from .superpixels import Superpixels, compute_superpixels
@@ -54,14 +54,17 @@ def zoom_window(region: Box | None, shape, margin: float = CROP_MARGIN, min_side
 
 
 def guidance_region(sp: Superpixels, session: Session) -> Box | None:
-    """Bounding box of G-hat's support (Eq. 6), or ``None`` when there is no box yet."""
+    """Bounding box of G-hat's support (Eq. 6), or ``None`` when there is no box yet.
+
+    Taken from the per-superpixel boxes, so no pixel is touched.
+    """
     if session.box is None:
         return None
-    extra = session.extra_clicks
-    g = superpixel_box_map(sp, session.box, [c for c in extra if c.positive], [c for c in extra if not c.positive])
-    if not g.any():
+    member = session_box_superpixels(sp, session)
+    if not member.any():
         return session.box
-    return Box.from_mask(g > 0)
+    b = sp.bboxes[member]
+    return Box(int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max()))
 
 
 class Predictor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from skimage.segmentation import slic
 
 
@@ -18,10 +19,14 @@ class Superpixels:
         int32 ``(H, W)``, superpixel index of every pixel, ``0 .. n - 1`` (the paper's f_Z^p).
     centroids : numpy.ndarray
         float64 ``(n, 2)``, ``(row, col)`` centroid of each superpixel (the paper's z^c).
+    bboxes : numpy.ndarray
+        int ``(n, 4)``, inclusive ``(top, left, bottom, right)`` of each superpixel, so the extent of a
+        set of superpixels is found without touching pixels.
     """
 
     labels: np.ndarray
     centroids: np.ndarray
+    bboxes: np.ndarray
 
     @property
     def n(self) -> int:
@@ -37,7 +42,9 @@ class Superpixels:
         labels = np.asarray(labels)
         _, inverse = np.unique(labels, return_inverse=True)
         labels = inverse.reshape(labels.shape).astype(np.int32)
-        return cls(labels=labels, centroids=superpixel_centroids(labels))
+        slices = ndimage.find_objects(labels + 1)
+        bboxes = np.array([[s[0].start, s[1].start, s[0].stop - 1, s[1].stop - 1] for s in slices], dtype=np.int64)
+        return cls(labels=labels, centroids=superpixel_centroids(labels), bboxes=bboxes)
 
     def at(self, row: int, col: int) -> int:
         """Index of the superpixel holding pixel ``(row, col)``."""

@@ -2,8 +2,8 @@
 
 One click: cached superpixels -> guidance maps (Eq. 1-6) -> zoom-in crop around the superpixel box
 (:func:`~napari_spbox.core.predictor.zoom_window`) resized to ``size`` x ``size`` -> network ->
-probability pasted back at full resolution. Training builds its inputs with :func:`network_input`
-and :func:`crop_resize` too.
+probability pasted back at full resolution. Training builds its inputs with :func:`window_input`
+too.
 """
 
 from __future__ import annotations
@@ -30,6 +30,20 @@ def crop_resize(x: torch.Tensor, window: Box, size: int) -> torch.Tensor:
     """Crop a ``(C, H, W)`` tensor to ``window`` and resize it to ``size`` x ``size`` (bilinear)."""
     crop = x[:, window.top : window.bottom + 1, window.left : window.right + 1]
     return F.interpolate(crop[None], (size, size), mode="bilinear", align_corners=False)[0]
+
+
+def window_input(rgb: np.ndarray, sp, session: Session, window: Box, size: int, variant: str = "spbox",
+                 transform=None) -> torch.Tensor:
+    """The network's ``(6, size, size)`` input for ``window``: RGB + guidance of that crop, resized.
+
+    Guidance is painted only inside the window, so the cost follows the crop, not the image.
+    ``transform`` (training's guidance dropout) is applied to the guidance crop.
+    """
+    guidance = guidance_stack(sp, session, variant, window)
+    if transform is not None:
+        guidance = transform(guidance)
+    x = network_input(rgb[window.top : window.bottom + 1, window.left : window.right + 1], guidance)
+    return F.interpolate(x[None], (size, size), mode="bilinear", align_corners=False)[0]
 
 
 def paste_back(prob: torch.Tensor, window: Box, shape) -> np.ndarray:
@@ -67,8 +81,7 @@ class SPBoxPredictor(Predictor):
     @torch.inference_mode()
     def _predict(self, session: Session) -> np.ndarray:
         sp = self.superpixels
-        guidance = guidance_stack(sp, session, self.variant)
         window = zoom_window(guidance_region(sp, session), self.shape)
-        x = crop_resize(network_input(self.rgb, guidance), window, self.size)
+        x = window_input(self.rgb, sp, session, window, self.size, self.variant)
         logits = self.model(x[None].to(self.device))[0, 0].float()
         return paste_back(torch.sigmoid(logits), window, self.shape)

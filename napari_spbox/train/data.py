@@ -1,7 +1,7 @@
 """Training samples: cached superpixels, simulated clicks, guidance, zoom-in crop, augmentation.
 
-The guidance and crop come from the same functions inference uses (``guidance_stack``,
-``zoom_window``, ``network_input``, ``crop_resize``); augmentation only jitters the crop window,
+The guidance and crop come from the same functions inference uses (``zoom_window``,
+``window_input``); augmentation only jitters the crop window,
 flips and recolours, so the guidance geometry stays exactly what a user's clicks would produce.
 """
 
@@ -14,14 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..core.guidance import guidance_stack
 from ..core.image import to_rgb_float
 from ..core.predictor import guidance_region, zoom_window
 from ..core.protocol import Box
 from ..core.simulate import guidance_dropout, simulate_session
 from ..core.superpixels import Superpixels, compute_superpixels
 from ..datasets import Item, read_dataset
-from ..model.inference import crop_resize, network_input
+from ..model.inference import crop_resize, window_input
 
 #: Objects smaller than this many pixels are skipped: a few clicks cannot be placed on them sensibly
 #: and COCO's tiny instances are mostly annotation noise at <= 400 px image size.
@@ -110,11 +109,10 @@ class ClickSampleDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         rgb, mask, sp = self._load(i % len(self.items))
         session = simulate_session(mask, sp, rng)
-        guidance = guidance_dropout(guidance_stack(sp, session, self.variant), rng)
         window = zoom_window(guidance_region(sp, session), rgb.shape)
         if self.augment:
             window = _jitter_window(window, rgb.shape, rng)
-        x = crop_resize(network_input(rgb, guidance), window, self.size)
+        x = window_input(rgb, sp, session, window, self.size, self.variant, lambda g: guidance_dropout(g, rng))
         y = crop_resize(torch.from_numpy(mask[None].astype(np.float32)), window, self.size)
         if self.augment:
             if rng.uniform() < 0.5:
