@@ -206,12 +206,16 @@ def test_correction_mode_commits_back_to_same_id(setup):
     widget.start_correction(5)
     np.testing.assert_array_equal(widget.preview_mask, rough)
     box = widget.log.session.box
-    assert (box.top, box.left, box.bottom, box.right) == (40, 60, 120, 99)
-    click(viewer, widget, 80, 130)  # positive outside the box: grows it over the missing half
-    assert widget.log.session.box.right == 130
+    rows, cols = np.nonzero(rough)
+    assert (box.top, box.left, box.bottom, box.right) == (rows.min(), cols.min(), rows.max(), cols.max())
+    click(viewer, widget, 80, 139)  # positive outside the box: grows it over the missing half
+    assert widget.log.session.box.right == 139
+    mask = widget.preview_mask.copy()
+    assert mask[:, 100:].sum() > 500  # the correction reaches into the missing half
     widget.commit()
-    assert labels.data.max() == 5 and (labels.data == 1).sum() == 15 * 15
-    assert iou(labels.data == 5, disk_mask()) > 0.8 and (labels.data == 5).sum() > rough.sum() * 1.5
+    assert set(np.unique(labels.data)) == {0, 1, 5}  # no new id
+    assert (labels.data == 1).sum() == 15 * 15
+    np.testing.assert_array_equal(labels.data == 5, mask)  # old pixels outside the new mask are gone
 
 
 def test_uint16_grayscale_image(setup):
@@ -247,3 +251,63 @@ def test_coffee_sample_and_new_labels_layer(make_napari_viewer):
     assert widget.preview_mask.any()
     widget.commit()
     assert "SPBox labels" in viewer.layers and viewer.layers["SPBox labels"].data.max() == 1
+
+
+def test_fast_clicks_run_only_the_newest_state(setup):
+    import time
+
+    class Slow:
+        """Random walker that takes a while and records the click count of every job it ran."""
+
+        def __init__(self):
+            self.inner, self.calls = make_predictor("random-walker"), []
+
+        def set_image(self, image, channel_axis=-1):
+            self.inner.set_image(image, channel_axis=channel_axis)
+
+        def predict(self, session):
+            self.calls.append(len(session.clicks))
+            time.sleep(0.5)
+            return self.inner.predict(session)
+
+    slow = Slow()
+    viewer, widget = setup(predictor=slow)
+    click(viewer, widget, *CENTRE, wait=False)
+    for r, c, p in ((130, 150, False), (80, 120, False), (60, 90, False)):
+        click(viewer, widget, r, c, p, wait=False)
+    assert widget.busy  # the clicks above returned at once: the GUI thread is not blocked
+    widget.wait()
+    assert slow.calls == [1, 4]  # the two intermediate states were never computed
+    assert widget._preview_key == widget.log.key and len(widget.log.session.clicks) == 4
+
+
+def test_plugin_dock_widget_survives_new_layers(make_napari_viewer, disk_image, notes):
+    viewer = make_napari_viewer()
+    viewer.add_image(disk_image[0], name="img")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-spbox", "SPBox segmentation")
+    widget.wait()  # loads the default method; the shipped weights may not exist yet
+    assert widget.method_combo.currentText() == "spbox"
+    assert widget.predictor is not None or any("Model settings" in m for m in notes["error"])
+    widget.predictor = make_predictor("random-walker")
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    viewer.add_points(name="unrelated")  # adding layers must not reset the object
+    assert len(widget.log.session.clicks) == 2 and iou(widget.preview_mask, disk_mask()) > 0.85
+    widget.commit()
+    assert viewer.layers["SPBox labels"].data.max() == 1
+
+
+def test_moving_a_point_is_checked_against_the_protocol(setup, notes):
+    viewer, widget = setup()
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    click(viewer, widget, 80, 120, positive=False)
+    neg = viewer.layers[NEGATIVE]
+    neg.data = np.array([[130.0, 150.0], [80.0, 60.0]])  # drag the inner negative to the left side
+    widget.wait()
+    assert widget.log.session.negatives[-1].col == 60 and not widget.preview_mask[80, 55]
+    neg.data = np.array([[130.0, 150.0], [5.0, 5.0]])  # out of the box: refused, put back
+    widget.wait()
+    np.testing.assert_array_equal(neg.data, [[130.0, 150.0], [80.0, 60.0]])
+    assert widget.log.session.negatives[-1].col == 60
+    assert any("inside the box" in m for m in notes["warning"])

@@ -5,6 +5,7 @@
   layers, so the log remembers the accepted clicks in order and reconciles each layer's contents.
 * :class:`PredictionRunner` predicts off the GUI thread, one job at a time; while a job runs only
   the newest request is remembered, so fast clicking never queues stale work.
+* Small Qt pieces: a layer picker that survives napari's plugin proxies, button/row helpers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 from napari.qt.threading import thread_worker
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton
 
 from ..core.predictor import make_predictor
 from ..core.protocol import ProtocolError, Session
@@ -220,16 +222,21 @@ def _model_kwargs(model: tuple) -> dict:
 
 
 def _work(predictor, model, image, session):
+    """Worker body: ``(predictor, prediction or None or JobError)``.
+
+    Failures are returned, not raised: napari would add its own raw notification to ours. (Not as a
+    bare exception either: superqt treats a returned exception as an error.)
+    """
     try:
         predictor = predictor if predictor is not None else make_predictor(**_model_kwargs(model))
     except Exception as exc:  # any loader failure (missing file, torch, cv2) is reported the same way
-        raise JobError("model", exc) from exc
+        return None, JobError("model", exc)
     try:
         if image is not None:
             predictor.set_image(image[0], channel_axis=image[1])
         return predictor, (predictor.predict(session) if session is not None else None)
     except Exception as exc:
-        raise JobError("predict", exc) from exc
+        return predictor, JobError("predict", exc)
 
 
 class PredictionRunner:
@@ -293,16 +300,22 @@ class PredictionRunner:
                 return
         session = copy.deepcopy(job.session)  # the GUI may edit the live session meanwhile
         gen = self._gen
-        worker = thread_worker(_work, start_thread=False)(predictor, job.model, image, session)
-        worker.returned.connect(lambda res: self._done(res, job, gen, image_key))
-        worker.errored.connect(self._error)
-        worker.finished.connect(self._finished)
+        worker = thread_worker(_work, start_thread=False, connect={
+            "returned": lambda res: self._done(res, job, gen, image_key),
+            "errored": self._error,  # only for what _work cannot catch
+            "finished": self._finished,
+        })(predictor, job.model, image, session)
         self.worker = worker
         worker.start()
 
     def _done(self, result, job, gen, image_key) -> None:
-        self.predictor, pred = result
-        self.model, self.image_key = job.model, image_key
+        predictor, pred = result
+        if predictor is not None:  # keep a model that loaded even if the prediction then failed
+            self.predictor, self.model = predictor, job.model
+            self.image_key = image_key if not isinstance(pred, JobError) else None
+        if isinstance(pred, JobError):
+            self._error(pred)
+            return
         if pred is None or gen != self._gen:
             return
         self.cache[job.key] = pred.mask
@@ -321,3 +334,51 @@ class PredictionRunner:
         elif self.then is not None:
             then, self.then = self.then, None
             then()
+
+
+# -- Qt helpers -----------------------------------------------------------------------------------
+def _ident(layer) -> int | None:
+    """Stable identity of a layer, seen directly or through napari's ``PublicOnlyProxy``."""
+    return None if layer is None else id(getattr(layer, "__wrapped__", layer))
+
+
+class _LayerCombo(QComboBox):
+    """Layers of one type, refreshed when the viewer's layer list changes; items hold the layer."""
+
+    def __init__(self, viewer, kind, skip=lambda layer: False):
+        super().__init__()
+        self._viewer, self._kind, self._skip = viewer, kind, skip
+        self.refresh()
+
+    def refresh(self) -> None:
+        current = self.layer()
+        layers = [ly for ly in self._viewer.layers if isinstance(ly, self._kind) and not self._skip(ly)]
+        self.blockSignals(True)
+        self.clear()
+        for ly in layers:
+            self.addItem(ly.name, ly)
+        self.select(current if current in layers else (layers[0] if layers else None))
+        self.blockSignals(False)
+        if _ident(self.layer()) != _ident(current):
+            self.currentIndexChanged.emit(self.currentIndex())
+
+    def select(self, layer) -> None:
+        # Not findData: a plugin's viewer hands out a new proxy per access, so compare what it wraps.
+        idx = [_ident(self.itemData(i)) for i in range(self.count())]
+        self.setCurrentIndex(idx.index(_ident(layer)) if layer is not None and _ident(layer) in idx else -1)
+
+    def layer(self):
+        return self.currentData()
+
+
+def _button(text, slot) -> QPushButton:
+    btn = QPushButton(text)
+    btn.clicked.connect(lambda *_: slot())  # clicked(bool) must not reach slots with parameters
+    return btn
+
+
+def _row(*widgets) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for i, w in enumerate(widgets):
+        row.addWidget(w, 1 if i == 0 else 0)
+    return row

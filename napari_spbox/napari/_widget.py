@@ -1,7 +1,7 @@
 """napari dock widget: click-by-click instance segmentation with the paper's protocol.
 
 The user clicks with two Points layers (positive / negative). Every change is replayed into a
-:class:`~napari_spbox.core.protocol.Session` (:mod:`._clicks`) and predicted off the GUI thread;
+:class:`~napari_spbox.core.protocol.Session` (:mod:`._engine`) and predicted off the GUI thread;
 only one prediction runs at a time and only the newest request is run next, so clicking fast never
 builds a queue of stale work. The preview lives in its own Labels layer until it is committed.
 """
@@ -14,39 +14,15 @@ import weakref
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                            QLabel, QLineEdit, QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel,
+                            QLineEdit, QSpinBox, QVBoxLayout, QWidget)
 
-from ._engine import ClickLog, Job, PredictionRunner
+from ._engine import ClickLog, Job, PredictionRunner, _button, _ident, _LayerCombo, _row
 
 METHODS = ("spbox", "grabcut", "random-walker")
 #: Shift+letter keys: napari's Points layer already uses the plain letters (Z pan/zoom, A select, ...).
 KEYS = {"commit": "Shift-C", "clear": "Shift-X", "undo": "Shift-Z"}
 POSITIVE, NEGATIVE, BOX, PREVIEW = "positive clicks", "negative clicks", "SPBox box", "SPBox preview"
-
-
-class _LayerCombo(QComboBox):
-    """Layers of one type, refreshed when the viewer's layer list changes; items hold the layer."""
-
-    def __init__(self, viewer, kind, skip=lambda layer: False):
-        super().__init__()
-        self._viewer, self._kind, self._skip = viewer, kind, skip
-        self.refresh()
-
-    def refresh(self) -> None:
-        current = self.layer()
-        layers = [ly for ly in self._viewer.layers if isinstance(ly, self._kind) and not self._skip(ly)]
-        self.blockSignals(True)
-        self.clear()
-        for ly in layers:
-            self.addItem(ly.name, ly)
-        self.setCurrentIndex(layers.index(current) if current in layers else (0 if layers else -1))
-        self.blockSignals(False)
-        if self.layer() is not current:
-            self.currentIndexChanged.emit(self.currentIndex())
-
-    def layer(self):
-        return self.currentData()
 
 
 class SPBoxWidget(QWidget):
@@ -64,6 +40,7 @@ class SPBoxWidget(QWidget):
     def __init__(self, napari_viewer, predictor=None):
         super().__init__()
         self.viewer = napari_viewer
+        self._quiet = False  # set while layers are being removed
         self._syncing = False  # our own edits of the Points layers are not user clicks
         self.log: ClickLog | None = None
         self.correct_id: int | None = None
@@ -84,66 +61,43 @@ class SPBoxWidget(QWidget):
         self.image_combo = _LayerCombo(self.viewer, Image)
         self.channel_combo = QComboBox()
         self.labels_combo = _LayerCombo(self.viewer, Labels, skip=lambda ly: ly.name == PREVIEW)
-        new_labels = QPushButton("New")
-        new_labels.clicked.connect(lambda: self.target_layer(create=True, new=True))
-        row = QHBoxLayout()
-        row.addWidget(self.labels_combo, 1)
-        row.addWidget(new_labels)
         self.strict_box = QCheckBox("strict protocol")
         self.strict_box.setChecked(True)
         self.strict_box.setToolTip("1st click: positive at the centre; 2nd: negative just outside (sets the box);"
                                    " then negatives inside the box, positives outside it")
         self.overwrite_box = QCheckBox("overwrite other objects")
-        form = QFormLayout()
-        form.addRow("image", self.image_combo)
-        form.addRow("channel", self.channel_combo)
-        form.addRow("labels", row)
-        form.addRow(self.strict_box)
-        form.addRow(self.overwrite_box)
-
-        buttons = QHBoxLayout()
-        for name, text in (("commit", "Commit"), ("undo", "Undo"), ("clear", "Clear")):
-            btn = QPushButton(f"{text} ({KEYS[name].replace('-', '+')})")
-            btn.clicked.connect(getattr(self, name))
-            buttons.addWidget(btn)
         self.id_spin = QSpinBox()
         self.id_spin.setRange(1, 2**31 - 1)
-        correct = QPushButton("Correct object")
-        correct.clicked.connect(lambda: self.start_correction(self.id_spin.value()))
-        corr = QHBoxLayout()
-        corr.addWidget(QLabel("id"))
-        corr.addWidget(self.id_spin, 1)
-        corr.addWidget(correct)
-
         self.method_combo = QComboBox()
         self.method_combo.addItems(METHODS)
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("shipped spbox_lite0.pt")
-        browse = QToolButton()
-        browse.setText("…")
-        browse.clicked.connect(self._browse_weights)
-        wrow = QHBoxLayout()
-        wrow.addWidget(self.weights_edit, 1)
-        wrow.addWidget(browse)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["cpu", "cuda"])
         self.segments_spin = QSpinBox()
         self.segments_spin.setRange(50, 20000)
         self.segments_spin.setSingleStep(100)
         self.segments_spin.setValue(1000)
-        model = QGroupBox("Model settings")
-        mform = QFormLayout(model)
-        mform.addRow("method", self.method_combo)
-        mform.addRow("weights", wrow)
-        mform.addRow("device", self.device_combo)
-        mform.addRow("superpixels", self.segments_spin)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("channel", self.channel_combo)
+        form.addRow("labels", _row(self.labels_combo, _button("New", lambda: self.target_layer(True, new=True))))
+        form.addRow(self.strict_box)
+        form.addRow(self.overwrite_box)
+        model = QGroupBox("Model settings")
+        mform = QFormLayout(model)
+        mform.addRow("method", self.method_combo)
+        mform.addRow("weights", _row(self.weights_edit, _button("…", self._browse_weights)))
+        mform.addRow("device", self.device_combo)
+        mform.addRow("superpixels", self.segments_spin)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        lay.addLayout(buttons)
-        lay.addLayout(corr)
+        lay.addLayout(_row(*[_button(f"{name.title()} ({KEYS[name].replace('-', '+')})", getattr(self, name))
+                             for name in ("commit", "undo", "clear")]))
+        lay.addLayout(_row(QLabel("id"), self.id_spin, _button("Correct object", self._correct_clicked)))
         lay.addWidget(model)
         lay.addWidget(self.status)
         lay.addStretch(1)
@@ -155,6 +109,9 @@ class SPBoxWidget(QWidget):
         self.weights_edit.editingFinished.connect(self._on_model_changed)
         self.device_combo.currentIndexChanged.connect(self._on_model_changed)
         self.segments_spin.editingFinished.connect(self._on_model_changed)
+
+    def _correct_clicked(self) -> None:
+        self.start_correction(self.id_spin.value())
 
     def _browse_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "SPBox weights", "", "PyTorch weights (*.pt *.pth)")
@@ -185,12 +142,16 @@ class SPBoxWidget(QWidget):
         raise ValueError(f"only 2-D images, RGB(A) or (C, H, W) stacks are supported, not shape {data.shape}")
 
     def _on_layers_changed(self, event=None) -> None:
-        self.image_combo.refresh()
-        self.labels_combo.refresh()
-        # A helper layer the user deleted is gone with its points: start the object again.
-        if self.log is not None and any(self._helper(n) is None for n in (POSITIVE, NEGATIVE)):
+        # Never add layers while one is being removed: viewer.close() removes them one by one.
+        self._quiet = getattr(event, "type", "") == "removed"
+        try:
+            self.image_combo.refresh()
+            self.labels_combo.refresh()
+        finally:
+            self._quiet = False
+        if self.log is not None and any(self._helper(n) is None for n in (POSITIVE, NEGATIVE, PREVIEW)):
             self.log = None
-            self._on_image_changed()
+            self.status.setText("a helper layer was deleted: press Clear to start again")
 
     def _on_image_changed(self, *_) -> None:
         layer = self.image_combo.layer()
@@ -203,13 +164,7 @@ class SPBoxWidget(QWidget):
                 self.channel_combo.addItem(f"channel {k}", k)
         self.channel_combo.blockSignals(False)
         self.log = None
-        if layer is not None:
-            try:
-                self.image_data()
-            except ValueError as exc:
-                show_warning(f"SPBox: {exc}")
-                return
-            self._setup_helpers(layer)
+        if layer is not None and not self._quiet:
             self.clear()
 
     def _on_channel_changed(self, *_) -> None:
@@ -231,7 +186,9 @@ class SPBoxWidget(QWidget):
         if preview is None or preview.data.shape != shape:
             if preview is not None:
                 self.viewer.layers.remove(preview)
-            self.viewer.add_labels(np.zeros(shape, np.uint8), name=PREVIEW, opacity=0.55, **geo)
+            # One fixed bright colour: the preview must not look like a committed object.
+            self.viewer.add_labels(np.zeros(shape, np.uint8), name=PREVIEW, opacity=0.5,
+                                   colormap={None: "transparent", 1: "cyan"}, **geo)
         if self._helper(BOX) is None:
             self.viewer.add_shapes(ndim=2, name=BOX, edge_color="yellow", face_color="transparent",
                                    edge_width=max(1.0, 0.004 * max(shape)), **geo)
@@ -293,20 +250,26 @@ class SPBoxWidget(QWidget):
 
     def start_correction(self, label_id: int) -> None:
         """Correction mode: start from object ``label_id`` of the target Labels layer."""
-        target = self.target_layer()
-        if target is None or self.log is None:
+        target, image = self.target_layer(), self.image_combo.layer()
+        if target is None or image is None:
             show_warning("SPBox: correction needs an image layer and a Labels layer")
             return
         mask = np.asarray(target.data) == int(label_id)
-        if mask.shape != self.log.shape or not mask.any():
+        if mask.shape != self._spatial(image) or not mask.any():
             show_warning(f"SPBox: object {label_id} is not in '{target.name}' (or the shapes differ)")
             return
         self._reset(mask=mask, correct_id=int(label_id))
 
     def _reset(self, mask, correct_id) -> None:
         image = self.image_combo.layer()
-        if image is None or self._helper(POSITIVE) is None:
+        if image is None:
             return
+        try:
+            self.image_data()
+        except ValueError as exc:
+            show_warning(f"SPBox: {exc}")
+            return
+        self._setup_helpers(image)
         self.log = ClickLog(self._spatial(image), self.strict_box.isChecked(), mask=mask)
         self.correct_id = correct_id
         self.runner.invalidate()
@@ -380,7 +343,7 @@ class SPBoxWidget(QWidget):
         layer = self.image_combo.layer()
         session = self.log.session if self.log is not None and self.log.session.clicks else None
         key = None if session is None else self.log.key
-        image_key = None if layer is None else (id(layer), self.channel_combo.currentData(), id(layer.data))
+        image_key = None if layer is None else (_ident(layer), self.channel_combo.currentData(), id(layer.data))
         return Job(key, session, self._model_key(), image_key, self.image_data)
 
     def _on_result(self, key, pred) -> None:
@@ -415,8 +378,10 @@ class SPBoxWidget(QWidget):
             active = self.viewer.layers.selection.active
             layer = self.viewer.add_labels(np.zeros(self._spatial(image), np.int32), name="SPBox labels",
                                            scale=tuple(image.scale[-2:]), translate=tuple(image.translate[-2:]))
+            # Just above the image, so it never hides the clicks, box or preview.
+            self.viewer.layers.move(self.viewer.layers.index(layer.name), self.viewer.layers.index(image.name) + 1)
             self.labels_combo.refresh()
-            self.labels_combo.setCurrentIndex(self.labels_combo.findData(layer))
+            self.labels_combo.select(layer)
             self.viewer.layers.selection.active = active  # keep clicking where the user was
         return layer
 
