@@ -71,3 +71,20 @@ def test_guidance_dropout_rate():
     g = np.zeros((4, 4, 3), np.float32)
     dropped = sum(bool(np.all(guidance_dropout(g, rng) == 1)) for _ in range(2000))
     assert 150 < dropped < 250  # p = 0.1
+
+
+def test_robot_like_sessions_click_object_and_nearby_background():
+    from napari_spbox.core.simulate import robot_like_session
+
+    mask = _square()
+    n_pos = n_neg = 0
+    for seed in range(30):
+        s = robot_like_session(mask, np.random.default_rng(seed))
+        assert s.clicks[0].positive and abs(s.clicks[0].row - 150) <= 9 and abs(s.clicks[0].col - 150) <= 9
+        for c in s.clicks[1:]:
+            assert mask[c.row, c.col] == c.positive
+            if not c.positive:
+                assert 0 <= c.row < 300 and not (60 <= c.row < 240 and 60 <= c.col < 240)
+        n_pos += len(s.positives) - 1
+        n_neg += len(s.negatives)
+    assert n_pos > 10 and n_neg > 10

@@ -126,6 +126,46 @@ def _fraction_in_mask(sp: Superpixels, mask: np.ndarray) -> np.ndarray:
     return inside / np.maximum(count, 1)
 
 
+def _sample_pixel(weights: np.ndarray, rng: np.random.Generator):
+    flat = weights.ravel()
+    total = flat.sum()
+    if total <= 0:
+        return None
+    i = rng.choice(flat.size, p=flat / total)
+    return divmod(int(i), weights.shape[1])
+
+
+def robot_like_session(mask: np.ndarray, rng: np.random.Generator, max_extra: int = 8) -> Session:
+    """Clicks as the field's standard robot user leaves them, without running a model.
+
+    The first positive is near the point farthest from the boundary; then 0-``max_extra`` clicks in
+    random order: positives on the object, weighted by their distance to its boundary, and negatives
+    on background near the object (its box grown by half its size), weighted towards the object. The
+    first negative sets the box by the usual rule, positives outside grow it, so the model learns the
+    states the standard evaluation protocol produces, not only the paper's.
+    """
+    session = Session(mask.shape, strict=False)
+    inside = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(np.argmax(inside), mask.shape)
+    for _ in range(10):  # a little jitter, staying in the object
+        rr, cc = int(r + rng.integers(-8, 9)), int(c + rng.integers(-8, 9))
+        if 0 <= rr < mask.shape[0] and 0 <= cc < mask.shape[1] and mask[rr, cc]:
+            r, c = rr, cc
+            break
+    session.add_click(int(r), int(c), True)
+    gt = Box.from_mask(mask)
+    near = np.zeros_like(mask)
+    near[max(0, gt.top - gt.height // 2) : gt.bottom + gt.height // 2 + 1, max(0, gt.left - gt.width // 2) : gt.right + gt.width // 2 + 1] = True
+    outside = ndimage.distance_transform_edt(~mask)
+    neg_weight = np.where(near & ~mask, 1.0 / (1.0 + outside), 0.0)
+    for _ in range(rng.integers(0, max_extra + 1)):
+        positive = rng.uniform() < 0.5
+        pix = _sample_pixel(inside if positive else neg_weight, rng)
+        if pix is not None:
+            session.add_click(pix[0], pix[1], positive)
+    return session
+
+
 def simulate_session(
     mask: np.ndarray,
     sp: Superpixels,
@@ -133,6 +173,7 @@ def simulate_session(
     p_single: float = 0.1,
     p_pair_only: float = 0.1,
     p_free: float = 0.3,
+    p_robot: float = 0.0,
     n_extra=(2, 5),
 ) -> Session:
     """Simulate the clicks for one training sample (Sec. 3.4) as a non-strict :class:`Session`.
@@ -143,9 +184,12 @@ def simulate_session(
     * otherwise 2-5 extra positive superpixels outside the box and 2-5 negative superpixels inside it
       (each kind present half of the time). With probability ``p_free`` the extra clicks ignore the
       box rule (positives anywhere on the object, negatives on nearby background), as the field's
-      standard robot user clicks, so one model serves both protocols.
+      standard robot user clicks, so one model serves both protocols;
+    * with probability ``p_robot`` the whole session is :func:`robot_like_session` instead.
     """
     mask = np.asarray(mask, dtype=bool)
+    if rng.uniform() < p_robot:
+        return robot_like_session(mask, rng)
     session = Session(mask.shape, strict=False)
     u = rng.uniform()
     if u < p_single:

@@ -85,11 +85,15 @@ def _colour_jitter(x: torch.Tensor, rng) -> torch.Tensor:
 
 
 class ClickSampleDataset(Dataset):
-    """``repeats`` simulated click sets per object; sample ``i`` of epoch ``e`` is seeded by (seed, e, i)."""
+    """``repeats`` simulated click sets per object; sample ``i`` of epoch ``e`` is seeded by (seed, e, i).
+
+    ``p_robot`` of the samples carry standard-robot-like clicks (:func:`robot_like_session`), the rest
+    the paper's simulation (Sec. 3.4).
+    """
 
     def __init__(self, items, cache: SuperpixelCache, size: int = 320, repeats: int = 1, seed: int = 0,
-                 variant: str = "spbox", augment: bool = True):
-        self.items, self.cache, self.size = list(items), cache, size
+                 variant: str = "spbox", augment: bool = True, p_robot: float = 0.4):
+        self.items, self.cache, self.size, self.p_robot = list(items), cache, size, p_robot
         self.repeats, self.seed, self.variant, self.augment = repeats, seed, variant, augment
         self.epoch = 0
         self._loaded: dict = {}
@@ -108,7 +112,7 @@ class ClickSampleDataset(Dataset):
     def __getitem__(self, i):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         rgb, mask, sp = self._load(i % len(self.items))
-        session = simulate_session(mask, sp, rng)
+        session = simulate_session(mask, sp, rng, p_robot=self.p_robot)
         window = zoom_window(guidance_region(sp, session), rgb.shape)
         if self.augment:
             window = _jitter_window(window, rgb.shape, rng)
