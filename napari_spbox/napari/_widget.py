@@ -8,6 +8,7 @@ builds a queue of stale work. The preview lives in its own Labels layer until it
 
 from __future__ import annotations
 
+import copy
 import time
 import weakref
 
@@ -17,6 +18,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel,
                             QLineEdit, QSpinBox, QVBoxLayout, QWidget)
 
+from . import stacks
 from ._engine import ClickLog, Job, PredictionRunner, _button, _ident, _LayerCombo, _row
 
 METHODS = ("spbox", "grabcut", "random-walker")
@@ -46,12 +48,15 @@ class SPBoxWidget(QWidget):
         self.correct_id: int | None = None
         self.preview_mask: np.ndarray | None = None
         self._preview_key = None
+        self.plane: tuple = ()  # leading data indices of the slice being segmented; () for 2-D images
+        self.prop_worker = None
         self._build_ui()
         self.runner = PredictionRunner(self._job, self._on_result, self._on_error, predictor,
                                        self._model_key() if predictor is not None else None)
         self._bind_keys(self.viewer)
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._on_layers_changed)
+        self.viewer.dims.events.current_step.connect(self._on_step)
         self._on_image_changed()
         if predictor is None:
             self.runner.request()  # load the model now, so missing weights are reported before a click
@@ -78,6 +83,10 @@ class SPBoxWidget(QWidget):
         self.segments_spin.setRange(50, 20000)
         self.segments_spin.setSingleStep(100)
         self.segments_spin.setValue(1000)
+        self.axis_combo, self.direction_combo = QComboBox(), QComboBox()
+        self.direction_combo.addItems(stacks.DIRECTIONS)
+        self.stop_button = _button("Stop", self.stop_propagation)
+        self.stop_button.setEnabled(False)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -98,6 +107,7 @@ class SPBoxWidget(QWidget):
         lay.addLayout(_row(*[_button(f"{name.title()} ({KEYS[name].replace('-', '+')})", getattr(self, name))
                              for name in ("commit", "undo", "clear")]))
         lay.addLayout(_row(QLabel("id"), self.id_spin, _button("Correct object", self._correct_clicked)))
+        lay.addLayout(_row(self.axis_combo, self.direction_combo, _button("Propagate", self.propagate), self.stop_button))
         lay.addWidget(model)
         lay.addWidget(self.status)
         lay.addStretch(1)
@@ -133,6 +143,8 @@ class SPBoxWidget(QWidget):
             raise ValueError("choose an image layer")
         data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
         ch = self.channel_combo.currentData()
+        if self._is_stack(layer):
+            return stacks.plane_image(layer.data[0] if layer.multiscale else layer.data, self.plane, layer.rgb, ch)
         if layer.rgb:
             return (data, -1) if ch is None else (data[..., ch], None)
         if data.ndim == 2:
@@ -157,11 +169,12 @@ class SPBoxWidget(QWidget):
         layer = self.image_combo.layer()
         self.channel_combo.blockSignals(True)
         self.channel_combo.clear()
+        self.axis_combo.clear()
         if layer is not None:
-            n = layer.data.shape[-1] if layer.rgb else (layer.data.shape[0] if layer.ndim == 3 else 0)
-            self.channel_combo.addItem("RGB" if layer.rgb else ("channels as RGB" if n else "gray"), None)
-            for k in range(n):
-                self.channel_combo.addItem(f"channel {k}", k)
+            for text, data in stacks.channel_items(layer):
+                self.channel_combo.addItem(text, data)
+            for text, data in stacks.axis_items(layer, self.viewer.dims):
+                self.axis_combo.addItem(text, data)
         self.channel_combo.blockSignals(False)
         self.log = None
         if layer is not None and not self._quiet:
@@ -169,7 +182,28 @@ class SPBoxWidget(QWidget):
 
     def _on_channel_changed(self, *_) -> None:
         self.runner.invalidate()
+        if self._is_stack(self.image_combo.layer()) != bool(self.plane):
+            self.clear()  # slices and channels swapped roles: the clicks belong to another image
         self._request()
+
+    def _is_stack(self, layer) -> bool:
+        """The layer's leading axes are slices (the widget works on the current one)."""
+        ch = self.channel_combo.currentData()
+        return layer is not None and layer.ndim > 2 and (layer.rgb or ch == stacks.STACK)
+
+    def _current_plane(self) -> tuple:
+        layer = self.image_combo.layer()
+        return stacks.plane_of(layer, self.viewer.dims) if self._is_stack(layer) else ()
+
+    def _on_step(self, *_) -> None:
+        # The clicks belong to one slice: moving to another starts a new object there.
+        if self.log is not None and not self._quiet and self._is_stack(self.image_combo.layer()):
+            try:
+                moved = self._current_plane() != self.plane
+            except ValueError:
+                moved = False
+            if moved:
+                self.clear()
 
     def _spatial(self, layer):
         shape = layer.data[0].shape if layer.multiscale else layer.data.shape
@@ -254,7 +288,7 @@ class SPBoxWidget(QWidget):
         if target is None or image is None:
             show_warning("SPBox: correction needs an image layer and a Labels layer")
             return
-        mask = np.asarray(target.data) == int(label_id)
+        mask = np.asarray(target.data[self.plane] if target.ndim == len(self.plane) + 2 else target.data) == int(label_id)
         if mask.shape != self._spatial(image) or not mask.any():
             show_warning(f"SPBox: object {label_id} is not in '{target.name}' (or the shapes differ)")
             return
@@ -265,6 +299,7 @@ class SPBoxWidget(QWidget):
         if image is None:
             return
         try:
+            self.plane = self._current_plane()
             self.image_data()
         except ValueError as exc:
             show_warning(f"SPBox: {exc}")
@@ -320,9 +355,9 @@ class SPBoxWidget(QWidget):
         return self.runner.busy
 
     def wait(self, timeout: float = 60.0) -> None:
-        """Process Qt events until no prediction is running or waiting (tests, scripts)."""
+        """Process Qt events until no prediction or propagation is running or waiting (tests, scripts)."""
         deadline = time.monotonic() + timeout
-        while self.busy:
+        while self.busy or self.prop_worker is not None:
             if time.monotonic() > deadline:
                 raise TimeoutError("SPBox prediction did not finish")
             QApplication.processEvents()
@@ -343,7 +378,7 @@ class SPBoxWidget(QWidget):
         layer = self.image_combo.layer()
         session = self.log.session if self.log is not None and self.log.session.clicks else None
         key = None if session is None else self.log.key
-        image_key = None if layer is None else (_ident(layer), self.channel_combo.currentData(), id(layer.data))
+        image_key = None if layer is None else (_ident(layer), self.channel_combo.currentData(), id(layer.data), self.plane)
         return Job(key, session, self._model_key(), image_key, self.image_data)
 
     def _on_result(self, key, pred) -> None:
@@ -376,8 +411,9 @@ class SPBoxWidget(QWidget):
         image = self.image_combo.layer()
         if layer is None and create and image is not None:
             active = self.viewer.layers.selection.active
-            layer = self.viewer.add_labels(np.zeros(self._spatial(image), np.int32), name="SPBox labels",
-                                           scale=tuple(image.scale[-2:]), translate=tuple(image.translate[-2:]))
+            shape = (image.data[0] if image.multiscale else image.data).shape[: image.ndim]  # an RGB axis is last
+            layer = self.viewer.add_labels(np.zeros(shape, np.int32), name="SPBox labels",
+                                           scale=tuple(image.scale), translate=tuple(image.translate))
             # Just above the image, so it never hides the clicks, box or preview.
             self.viewer.layers.move(self.viewer.layers.index(layer.name), self.viewer.layers.index(image.name) + 1)
             self.labels_combo.refresh()
@@ -396,20 +432,61 @@ class SPBoxWidget(QWidget):
         target = self.target_layer(create=True)
         data = np.asarray(target.data)
         mask = self.preview_mask
-        if data.shape != mask.shape:
-            show_error(f"SPBox: labels layer '{target.name}' has shape {data.shape}, the image {mask.shape}")
+        if data.shape[-2:] != mask.shape or data.ndim != len(self.plane) + 2:
+            show_error(f"SPBox: labels layer '{target.name}' has shape {data.shape}, the image slice {mask.shape}")
             return
         label = self.correct_id if self.correct_id is not None else int(data.max()) + 1
         if np.issubdtype(data.dtype, np.integer) and label > np.iinfo(data.dtype).max:
             show_error(f"SPBox: id {label} does not fit labels of type {data.dtype}")
             return
-        write = mask if self.overwrite_box.isChecked() else mask & ((data == 0) | (data == label))
-        drop = (data == label) & ~mask  # correction: pixels the object no longer covers
-        idx = np.nonzero(write | drop)
-        target.data_setitem(idx, np.where(write[idx], label, 0).astype(data.dtype))
-        if not write.any():
+        idx, values, wrote = stacks.labels_update(data, self.plane, mask, label, self.overwrite_box.isChecked())
+        target.data_setitem(idx, values)
+        if not wrote:
             show_warning("SPBox: the mask lies under other objects; tick 'overwrite' to replace them")
         else:
             show_info(f"SPBox: committed object {label} to '{target.name}'")
         self.id_spin.setValue(label)
         self.clear()
+
+    # -- stacks ----------------------------------------------------------------------------------
+    def propagate(self) -> None:
+        """Carry the current object (previewed, else object ``id`` on this slice) to neighbouring slices.
+
+        Runs off the GUI thread (:func:`.stacks.propagate_both`); each slice is written into the
+        Labels layer as it arrives, under one id, leaving other ids alone. Stop ends it early.
+        """
+        if self.prop_worker is not None or self.busy:
+            self.runner.then = None if self.prop_worker is not None else self.propagate
+            return
+        image, axis = self.image_combo.layer(), self.axis_combo.currentData()
+        if not self._is_stack(image) or axis is None or self.log is None:
+            show_warning("SPBox: propagation needs a stack (choose 'slices (stack)' as the channel)")
+            return
+        if self.preview_mask is not None and self.log.session.clicks and self._preview_key == self.log.key:
+            self.commit()  # the previewed object becomes an id first; clear() keeps this slice
+        target, label, plane = self.target_layer(), self.id_spin.value(), self.plane
+        data = None if target is None else target.data
+        if data is None or data.ndim != len(plane) + 2 or not (mask := np.asarray(data[plane]) == label).any():
+            show_warning(f"SPBox: object {label} is not on this slice of the labels layer: commit it first")
+            return
+        if self.predictor is None:
+            show_warning("SPBox: the model is not loaded yet")
+            return
+        self.prop_worker = stacks.PropagationRun(
+            copy.copy(self.predictor),  # its own copy: set_image per slice must not disturb the click predictor
+            image, self.channel_combo.currentData(), plane, axis, mask,
+            stacks.DIRECTIONS[self.direction_combo.currentText()],
+            target, label, self.overwrite_box.isChecked(), on_status=self.status.setText, on_done=self._propagation_done)
+        self.stop_button.setEnabled(True)
+
+    def _propagation_done(self, message: str) -> None:
+        self.prop_worker = None
+        self.stop_button.setEnabled(False)
+        self.status.setText(message)
+        if message.startswith("SPBox"):
+            show_error(message)
+
+    def stop_propagation(self) -> None:
+        """Stop a running propagation after the slice being predicted; written slices stay."""
+        if self.prop_worker is not None:
+            self.prop_worker.stop()

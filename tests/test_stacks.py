@@ -1,0 +1,250 @@
+"""Stacks: the pure slice-to-slice propagation, the generated sample, and the widget on 3-D/4-D images.
+
+GUI tests run under ``xvfb-run -a``. The classical predictors need no weights: GrabCut for the
+propagation (it starts from a box alone, as the network does), the random walker for the clicks.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+from qtpy.QtWidgets import QApplication  # noqa: E402
+from napari_spbox.core.predictor import make_predictor  # noqa: E402
+from napari_spbox.napari import SPBoxWidget, blobs3d_sample  # noqa: E402
+from napari_spbox.napari import stacks  # noqa: E402
+from napari_spbox.napari._stack_data import blobs3d  # noqa: E402
+from napari_spbox.napari._widget import NEGATIVE, POSITIVE  # noqa: E402
+
+Z, H, W = 20, 96, 96
+MID = 10  # the slice the user annotates
+SPAN = list(range(5, 16))  # slices the ellipsoid covers
+
+
+def ellipsoid(centre=(MID, 48, 50), axes=(5.5, 22, 18)):
+    zz, yy, xx = np.ogrid[:Z, :H, :W]
+    return sum(((g - c) / a) ** 2 for g, c, a in zip((zz, yy, xx), centre, axes)) <= 1
+
+
+def volume(dtype=np.uint16, seed=0):
+    """A bright ellipsoid on slices 5..15 of a dark, noisy 20x96x96 stack, and its mask."""
+    obj = ellipsoid()
+    vol = np.random.default_rng(seed).normal(1000, 60, (Z, H, W))
+    vol[obj] += 1500
+    return vol.clip(0).astype(dtype), obj
+
+
+def run_both(predictor, vol, mask, **kw):
+    out = {}
+    for direction in (1, -1):
+        for index, m in stacks.propagate(predictor, vol, MID, mask, direction=direction, **kw):
+            assert index not in out
+            out[index] = m
+    return out
+
+
+def iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+# -- pure functions -------------------------------------------------------------------------------
+@pytest.mark.parametrize("method, rule", [("grabcut", {"min_contrast": 0.0}), ("random-walker", {})])
+def test_propagate_covers_the_blob_and_stops_where_it_vanishes(method, rule):
+    # GrabCut finds nothing in an empty slice, so the area/IoU rule alone stops it; the seeded random
+    # walker fills the box there and needs the contrast rule.
+    vol, obj = volume()
+    out = run_both(make_predictor(method), vol, obj[MID], **rule)
+    assert sorted(out) == [i for i in SPAN if i != MID]  # every other slice it spans, nothing beyond
+    for i, m in out.items():
+        assert m.shape == (H, W) and m.dtype == bool
+        assert iou(m, obj[i]) > 0.6, (i, iou(m, obj[i]))
+
+
+def test_propagate_two_channel_float_stack():
+    vol, obj = volume(np.float32)
+    two = np.stack([np.random.default_rng(5).normal(1000, 60, vol.shape).astype(np.float32), vol], axis=-1)
+    out = run_both(make_predictor("grabcut"), two, obj[MID], channel_axis=-1)
+    assert sorted(out) == [i for i in SPAN if i != MID]
+    assert min(iou(m, obj[i]) for i, m in out.items()) > 0.6
+
+
+def test_stop_rule_jump_and_max_slices():
+    obj = ellipsoid(centre=(MID, 30, 30), axes=(30, 14, 14))  # a column through every slice...
+    obj[13:] = ellipsoid(centre=(MID, 70, 70), axes=(30, 14, 14))[13:]  # ...that jumps away at slice 13
+    vol = np.random.default_rng(1).normal(1000, 60, (Z, H, W))
+    vol[obj] += 1500
+    pred = make_predictor("grabcut")
+    fwd = [i for i, _ in stacks.propagate(pred, vol.astype(np.uint16), MID, obj[MID], direction=1)]
+    assert fwd == [11, 12]  # slice 13 has nothing that overlaps slice 12's mask
+    few = [i for i, _ in stacks.propagate(pred, vol.astype(np.uint16), MID, obj[MID], direction=-1, max_slices=3)]
+    assert few == [9, 8, 7]
+    calls = iter([False, True])
+    assert [i for i, _ in stacks.propagate(pred, vol, MID, obj[MID], direction=-1, stop=lambda: next(calls))] == [9]
+    with pytest.raises(ValueError, match="empty"):
+        next(stacks.propagate(pred, vol, MID, np.zeros((H, W), bool)))
+
+
+def test_stack_limits_keep_empty_slices_dark():
+    vol, _ = volume()
+    lim = stacks.stack_limits(vol)
+    empty, _ = stacks.slice_image(vol, 0, limits=lim)
+    full, _ = stacks.slice_image(vol, MID, limits=lim)
+    # Per-slice stretching would make an empty slice as contrasty as a full one.
+    assert empty.dtype == np.uint8 and empty.max() < 128 and full.max() == 255
+
+
+def test_labels_update_keeps_other_ids():
+    data = np.zeros((4, 10, 10), np.int32)
+    data[2, :5, :5] = 7  # another object, partly under the new mask
+    data[2, 8, 8] = 3  # the object's old pixel outside the new mask
+    data[1, 0, 0] = 3  # the same object on another slice
+    mask = np.zeros((10, 10), bool)
+    mask[3:7, 3:7] = True
+    idx, values, wrote = stacks.labels_update(data, (2,), mask, 3)
+    data[idx] = values
+    assert wrote and (data[2, :5, :5] == 7).all() and data[2, 8, 8] == 0 and data[1, 0, 0] == 3
+    assert (data[2] == 3).sum() == 16 - 4
+
+
+def test_blobs3d_sample_is_small_deterministic_and_two_channel():
+    a, labels = blobs3d(return_labels=True)
+    assert a.shape == (16, 2, 128, 128) and a.dtype == np.uint16 and a.nbytes <= 2**21
+    np.testing.assert_array_equal(a, blobs3d())
+    assert labels[0].max() == 4 and labels[1].max() == 2
+    inside, outside = a[:, 0][labels[0] > 0].mean(), a[:, 0][labels[0] == 0].mean()
+    assert inside > outside + 150  # the nuclei stand out of the background
+    (data, kwargs, kind), = blobs3d_sample()
+    assert kind == "image" and kwargs["channel_axis"] == 1 and kwargs["scale"] == (2.0, 1.0, 1.0)
+
+
+# -- the widget -------------------------------------------------------------------------------------
+@pytest.fixture
+def stack_viewer(make_napari_viewer):
+    def _make(image, scale=(3.0, 1.0, 1.0), labels=None):
+        viewer = make_napari_viewer()
+        viewer.add_image(image, name="stack", scale=scale)
+        if labels is not None:
+            viewer.add_labels(labels, name="labels", scale=scale)
+        widget = SPBoxWidget(viewer, predictor=make_predictor("grabcut"))
+        viewer.window.add_dock_widget(widget)
+        return viewer, widget
+
+    return _make
+
+
+def click(viewer, widget, row, col, positive=True):
+    viewer.layers[POSITIVE if positive else NEGATIVE].add([row, col])
+    widget.wait()
+
+
+def test_widget_annotates_a_slice_and_propagates_one_id(stack_viewer):
+    vol, obj = volume()
+    labels = np.zeros((Z, H, W), np.int32)
+    labels[:, 85:95, 85:95] = 1  # another object on every slice, away from the blob
+    labels[MID + 3, 40:50, 40:50] = 9  # and one inside the blob on slice 13
+    viewer, widget = stack_viewer(vol, labels=labels.copy())
+    assert widget.channel_combo.currentData() == stacks.STACK
+    viewer.dims.set_current_step(0, MID)  # anisotropic scale: world z 30 is data slice 10
+    widget.wait()
+    assert widget.plane == (MID,)
+    click(viewer, widget, 48, 50)
+    click(viewer, widget, 74, 72, positive=False)
+    assert iou(widget.preview_mask, obj[MID]) > 0.8
+    widget.propagate()  # commits the preview as id 10, then propagates
+    assert widget.prop_worker is not None  # returned at once: the work is off the GUI thread
+    widget.wait()
+    out = viewer.layers["labels"].data
+    has = [z for z in range(Z) if (out[z] == 10).any()]
+    assert has == SPAN
+    assert all(iou(out[z] == 10, obj[z] & (labels[z] == 0)) > 0.6 for z in SPAN)
+    np.testing.assert_array_equal(np.where(out == 10, 0, out), labels)  # other ids untouched
+    assert "propagated to 10 more slices" in widget.status.text()
+    # Moving to another slice starts a new object there, with that slice's image.
+    viewer.dims.set_current_step(0, 2)
+    widget.wait()
+    assert widget.plane == (2,) and not widget.log.session.clicks
+
+
+def test_widget_four_d_two_channel_stack_and_correction(stack_viewer):
+    vol, obj = volume()
+    two = np.stack([np.random.default_rng(3).normal(1000, 60, vol.shape).astype(np.uint16), vol], axis=1)  # (Z, C, H, W)
+    viewer, widget = stack_viewer(two, scale=(2.0, 1.0, 1.0, 1.0))
+    assert widget.axis_combo.currentData() == 0  # the longest leading axis, Z, not the channels
+    viewer.dims.set_current_step(1, 1)  # the blob is in channel 1
+    viewer.dims.set_current_step(0, MID)
+    widget.wait()
+    assert widget.plane == (MID, 1)
+    click(viewer, widget, 48, 50)
+    click(viewer, widget, 74, 72, positive=False)
+    widget.commit()
+    target = viewer.layers["SPBox labels"]
+    assert target.data.shape == two.shape and target.data.max() == 1
+    widget.direction_combo.setCurrentText("forward (+)")
+    widget.propagate()
+    widget.wait()
+    has = [z for z in range(Z) if (target.data[z, 1] == 1).any()]
+    assert has == [z for z in SPAN if z >= MID] and not target.data[:, 0].any()
+    # Correction on one slice changes that slice only.
+    before = target.data.copy()
+    widget.start_correction(1)
+    assert widget.log.session.start == "mask"
+    click(viewer, widget, 48, 50)
+    widget.commit()
+    after = target.data
+    np.testing.assert_array_equal(np.delete(after, MID, axis=0), np.delete(before, MID, axis=0))
+    assert (after[MID, 1] == 1).sum() > 500
+
+
+def test_stop_ends_propagation_and_keeps_written_slices(stack_viewer):
+    class Slow:
+        name = "grabcut"
+
+        def __init__(self):
+            self.inner = make_predictor("grabcut")
+
+        def set_image(self, image, channel_axis=-1):
+            self.inner.set_image(image, channel_axis=channel_axis)
+
+        def predict(self, session):
+            time.sleep(0.4)
+            return self.inner.predict(session)
+
+    vol, obj = volume()
+    labels = np.zeros((Z, H, W), np.int32)
+    labels[MID][obj[MID]] = 4
+    viewer, widget = stack_viewer(vol, labels=labels)
+    viewer.dims.set_current_step(0, MID)
+    widget.predictor = Slow()
+    widget.id_spin.setValue(4)
+    widget.propagate()  # no preview: propagates the committed object 4
+    run = widget.prop_worker
+    deadline = time.monotonic() + 30
+    while not run.done and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    widget.stop_propagation()
+    widget.wait()
+    out = viewer.layers["labels"].data
+    has = [z for z in range(Z) if (out[z] == 4).any()]
+    assert MID in has and 2 <= len(has) < len(SPAN)  # stopped early; what was written stays
+    assert has == list(range(min(has), max(has) + 1))
+
+
+def test_blobs3d_sample_in_the_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-spbox", "blobs3d")
+    assert [ly.name for ly in viewer.layers] == ["nuclei", "cells"]
+    widget = SPBoxWidget(viewer, predictor=make_predictor("grabcut"))
+    widget.image_combo.select(viewer.layers["nuclei"])
+    _, labels = blobs3d(return_labels=True)
+    viewer.dims.set_current_step(0, 8)
+    widget.wait()
+    click(viewer, widget, 40, 42)  # nucleus 1: centre (z 7.5, y 40, x 42)
+    click(viewer, widget, 60, 59, positive=False)
+    assert iou(widget.preview_mask, labels[0, 8] == 1) > 0.7
+    widget.propagate()
+    widget.wait()
+    out = viewer.layers["SPBox labels"].data
+    has = [z for z in range(16) if (out[z] == 1).any()]
+    assert set(range(5, 11)) <= set(has) and set(has) <= set(range(2, 14))
