@@ -94,3 +94,22 @@ def test_iou_ignores_pixels():
 def test_prediction_threshold_is_049():
     p = Prediction(np.array([[0.48, 0.5]], np.float32))
     assert p.mask.tolist() == [[False, True]]
+
+
+def test_large_image_runs_at_working_resolution_and_returns_full_size():
+    from napari_spbox.core.predictor import RandomWalkerPredictor
+    from napari_spbox.core.protocol import Session
+
+    rng = np.random.default_rng(0)
+    h, w = 3000, 4000
+    rr, cc = np.ogrid[:h, :w]
+    gt = (rr - 1500) ** 2 + (cc - 2000) ** 2 <= 600**2
+    img = np.where(gt[..., None], 200, 40).astype(np.uint8) + rng.integers(0, 20, (h, w, 1), dtype=np.uint8)
+    pred = RandomWalkerPredictor(max_side=1024)
+    pred.set_image(img)
+    assert max(pred.shape) <= 1024
+    s = Session(gt.shape)
+    s.add_click(1500, 2000, True)
+    s.add_click(2200, 2700, False)
+    out = pred.predict(s)
+    assert out.prob.shape == (h, w) and iou(out.mask, gt) > 0.9

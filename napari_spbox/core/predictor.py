@@ -23,6 +23,10 @@ THRESHOLD = 0.49
 CROP_MARGIN = 0.4
 #: The window is never smaller than this many pixels per side (tiny objects keep some context).
 CROP_MIN_SIDE = 64
+#: Images with a longer side than this run at a working resolution reduced by an integer factor
+#: (block mean), so SLIC, guidance and the baselines stay fast and small on 4000 x 3000 photos and
+#: 2048 x 2048 slices; the probability is upsampled back to full size.
+MAX_WORKING_SIDE = 1024
 
 
 @dataclass
@@ -80,18 +84,30 @@ class Predictor:
 
     name = "base"
 
-    def __init__(self, n_segments: int = 1000, threshold: float = THRESHOLD):
+    def __init__(self, n_segments: int = 1000, threshold: float = THRESHOLD, max_side: int = MAX_WORKING_SIDE):
         self.n_segments = n_segments
         self.threshold = threshold
+        self.max_side = max_side
         self.rgb: np.ndarray | None = None
+        self.image_shape: tuple[int, int] | None = None
         self._superpixels: Superpixels | None = None
         self._source = None
 
     def set_image(self, image, channel_axis: int | None = -1) -> None:
-        """Normalise ``image`` and forget cached per-image work (superpixels are computed lazily once)."""
+        """Normalise ``image`` and forget cached per-image work (superpixels are computed lazily once).
+
+        Images longer than ``max_side`` are reduced by an integer factor for the working copy.
+        """
         if image is self._source and self.rgb is not None:
             return
-        self.rgb = to_rgb_float(image, channel_axis=channel_axis)
+        rgb = to_rgb_float(image, channel_axis=channel_axis)
+        self.image_shape = rgb.shape[:2]
+        factor = int(np.ceil(max(self.image_shape) / self.max_side))
+        if factor > 1:
+            from skimage.measure import block_reduce
+
+            rgb = block_reduce(rgb, (factor, factor, 1), np.mean).astype(np.float32)
+        self.rgb = rgb
         self._superpixels = None
         self._source = image
 
@@ -106,25 +122,49 @@ class Predictor:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """Shape of the working copy (the image's own shape unless it is larger than ``max_side``)."""
         if self.rgb is None:
             raise RuntimeError("call set_image() before predicting")
         return self.rgb.shape[:2]
 
     def predict(self, session: Session) -> Prediction:
-        """Probability map for the object described by ``session``'s clicks and box."""
+        """Probability map, at the image's full size, for the object described by ``session``."""
         if self.rgb is None:
             raise RuntimeError("call set_image() before predicting")
-        if session.shape != self.shape:
-            raise ValueError(f"session is for a {session.shape} image, predictor holds {self.shape}")
+        if session.shape != self.image_shape:
+            raise ValueError(f"session is for a {session.shape} image, predictor holds {self.image_shape}")
         t0 = time.perf_counter()
         if not session.positives and session.box is None:
-            prob = np.zeros(self.shape, dtype=np.float32)
+            prob = np.zeros(self.image_shape, dtype=np.float32)
+        elif self.shape != self.image_shape:
+            prob = _upsample(np.clip(self._predict(session.rescaled(self.shape)), 0.0, 1.0), self.image_shape)
         else:
             prob = np.clip(self._predict(session), 0.0, 1.0).astype(np.float32)
         return Prediction(prob, self.threshold, (time.perf_counter() - t0) * 1000.0)
 
     def _predict(self, session: Session) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _upsample(prob: np.ndarray, shape) -> np.ndarray:
+    """Bilinear upsampling of the working-resolution probability, only where it is not zero."""
+    from scipy import ndimage
+
+    out = np.zeros(shape, dtype=np.float32)
+    rows, cols = np.nonzero(np.any(prob > 1e-3, axis=1))[0], np.nonzero(np.any(prob > 1e-3, axis=0))[0]
+    if rows.size == 0:
+        return out
+    fy, fx = shape[0] / prob.shape[0], shape[1] / prob.shape[1]
+    r0, r1 = max(0, rows[0] - 1), min(prob.shape[0], rows[-1] + 2)
+    c0, c1 = max(0, cols[0] - 1), min(prob.shape[1], cols[-1] + 2)
+    R0, R1 = int(r0 * fy), min(shape[0], int(np.ceil(r1 * fy)))
+    C0, C1 = int(c0 * fx), min(shape[1], int(np.ceil(c1 * fx)))
+    # sample the crop at the centres of the full-resolution pixels it covers
+    ys = (np.arange(R0, R1) + 0.5) / fy - 0.5 - r0
+    xs = (np.arange(C0, C1) + 0.5) / fx - 0.5 - c0
+    grid = np.meshgrid(ys, xs, indexing="ij")
+    out[R0:R1, C0:C1] = ndimage.map_coordinates(prob[r0:r1, c0:c1].astype(np.float32), grid, order=1, mode="nearest")
+    return out
 
 
 def _disk_mask(shape, clicks, radius: int) -> np.ndarray:

@@ -216,6 +216,28 @@ class Session:
         """Drop every click (a box given at the start stays)."""
         del self._history[1:]
 
+    def rescaled(self, shape) -> "Session":
+        """This session's current state mapped onto an image of ``shape`` (a resized copy).
+
+        Used to run large images at a working resolution; the copy is non-strict because the rules
+        were checked at full resolution.
+        """
+        fy, fx = shape[0] / self.shape[0], shape[1] / self.shape[1]
+        h, w = int(shape[0]), int(shape[1])
+
+        def row(r):
+            return min(h - 1, int(r * fy))
+
+        def col(c):
+            return min(w - 1, int(c * fx))
+
+        st = self._state
+        box = None if st.box is None else Box(row(st.box.top), col(st.box.left), row(st.box.bottom), col(st.box.right))
+        out = Session(shape, strict=False, box=box, start=self.start)
+        clicks = tuple(Click(row(c.row), col(c.col), c.positive) for c in st.clicks)
+        out._history = [_State(clicks=clicks, box=box, n_initial=st.n_initial)]
+        return out
+
 
 def _check_inside(shape, row, col) -> tuple[int, int]:
     try:
