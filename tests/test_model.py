@@ -110,3 +110,28 @@ def test_shipped_weights_beat_untrained_network_on_grabcut():
     trained = run_object(SPBoxPredictor(), image, gt, ignore, max_clicks=3)
     untrained = run_object(SPBoxPredictor(model=build_network(pretrained=True).eval()), image, gt, ignore, max_clicks=3)
     assert trained["ious"][-1] > 0.8 and trained["ious"][-1] > untrained["ious"][-1] + 0.2
+
+
+def test_train_runs_unchanged_under_torchrun(tmp_path, disk_image):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    img, mask = disk_image
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True)
+    (data / "gt").mkdir(parents=True)
+    for k in range(4):
+        Image.fromarray(np.roll(img, 8 * k, axis=1)).save(data / "img" / f"{k}.png")
+        Image.fromarray(np.roll(mask, 8 * k, axis=1).astype(np.uint8)).save(data / "gt" / f"{k}.png")
+    out = tmp_path / "run"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "napari_spbox.cli", "train", "--data", str(data), "--out",
+           str(out), "--epochs", "1", "--batch-size", "2", "--size", "64", "--val-objects", "0", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # two ranks of 2 objects each, batch 2: one step per rank, one log row written by rank 0
+    assert (out / "log.csv").read_text().splitlines()[1].startswith("1,1,")
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
