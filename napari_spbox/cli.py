@@ -83,7 +83,8 @@ def cmd_train(args) -> int:
     ckpt = train(args.data, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                  size=args.size, repeats=args.repeats, loss=args.loss, variant=args.variant, init=args.init,
                  resume=args.resume, seed=args.seed, workers=args.workers, val_objects=args.val_objects,
-                 device=args.device, max_steps=args.max_steps, cache_dir=args.cache_dir, threads=args.threads)
+                 device=args.device, max_steps=args.max_steps, cache_dir=args.cache_dir, threads=args.threads,
+                 p_iterative=args.iterative)
     write_log_json(args.out)
     print(f"checkpoint: {ckpt}; weights: {Path(args.out) / 'weights.pt'}")
     return 0
@@ -142,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--cache-dir", default=None, help="where SLIC labels of training images are cached")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--iterative", type=float, default=0.0,
+                   help="probability per batch of adding 1-2 robot clicks on the model's own errors (RITM)")
     t.set_defaults(func=cmd_train)
 
     from .benchmark import add_benchmark_parser

@@ -135,3 +135,28 @@ def test_train_runs_unchanged_under_torchrun(tmp_path, disk_image):
     # two ranks of 2 objects each, batch 2: one step per rank, one log row written by rank 0
     assert (out / "log.csv").read_text().splitlines()[1].startswith("1,1,")
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
+
+
+def test_iterative_training_click_lands_on_the_error(tmp_path, disk_image):
+    from napari_spbox.datasets import Item
+    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
+
+    img, mask = disk_image
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    ds = ClickSampleDataset([Item("a", tmp_path / "a.png", tmp_path / "m.png")], SuperpixelCache(tmp_path / "sp", 200),
+                            size=64, repeats=8)
+    for i in range(8):
+        x, y, idx = ds[i]
+        if bool((x[3:] == 1).all()):
+            continue  # guidance dropped: no click is added to such samples
+        extra = []
+        empty = torch.zeros(64, 64)  # a prediction that misses the whole object -> a positive click on it
+        new = ds.with_error_click(idx, empty, extra)
+        assert new is not None and len(extra) == 1 and extra[0][2] is True
+        r, c, _ = extra[0]
+        assert mask[r, c]
+        assert not torch.equal(new[3], x[3])  # S+ changed
+        assert torch.equal(new[:3], x[:3])  # same crop, flip and colours
+        return
+    raise AssertionError("every sample had its guidance dropped")

@@ -109,17 +109,55 @@ class ClickSampleDataset(Dataset):
             self._loaded[idx] = (rgb, mask, self.cache.get(item.image_path, rgb))
         return self._loaded[idx]
 
-    def __getitem__(self, i):
+    def _draw(self, i):
+        """Everything random about sample ``i`` of this epoch: clicks, window, augmentation seed."""
         rng = np.random.default_rng([self.seed, self.epoch, i])
         rgb, mask, sp = self._load(i % len(self.items))
         session = simulate_session(mask, sp, rng, p_robot=self.p_robot)
         window = zoom_window(guidance_region(sp, session), rgb.shape)
         if self.augment:
             window = _jitter_window(window, rgb.shape, rng)
-        x = window_input(rgb, sp, session, window, self.size, self.variant, lambda g: guidance_dropout(g, rng))
+        return rgb, mask, sp, session, window, int(rng.integers(2**32))
+
+    def _render(self, rgb, mask, sp, session, window, aug_seed):
+        arng = np.random.default_rng(aug_seed)  # re-rendering with more clicks repeats the augmentation
+        x = window_input(rgb, sp, session, window, self.size, self.variant, lambda g: guidance_dropout(g, arng))
         y = crop_resize(torch.from_numpy(mask[None].astype(np.float32)), window, self.size)
+        flip = False
         if self.augment:
-            if rng.uniform() < 0.5:
+            flip = arng.uniform() < 0.5
+            if flip:
                 x, y = x.flip(-1), y.flip(-1)
-            x = _colour_jitter(x, rng)
-        return x, (y > 0.5).float()
+            x = _colour_jitter(x, arng)
+        return x, (y > 0.5).float(), flip
+
+    def __getitem__(self, i):
+        x, y, _ = self._render(*self._draw(i))
+        return x, y, i
+
+    def with_error_click(self, i, prob: torch.Tensor, extra: list):
+        """Iterative training (as in RITM): add the robot user's next click on the error of ``prob``.
+
+        ``prob`` is the network's ``(size, size)`` output for sample ``i`` rendered with the clicks in
+        ``extra`` (image coordinates, appended in place). Returns the new input, or ``None`` when the
+        sample has no error left or its guidance was dropped.
+        """
+        from ..evaluation.robot import next_click
+
+        rgb, mask, sp, session, window, seed = self._draw(i)
+        for c in extra:
+            session.add_click(*c)
+        x, y, flip = self._render(rgb, mask, sp, session, window, seed)
+        if bool((x[3:] == 1).all()):
+            return None
+        click = next_click(prob.numpy() > 0.49, y[0].numpy() > 0.5)
+        if click is None:
+            return None
+        r, c, positive = click
+        if flip:
+            c = self.size - 1 - c
+        row = min(rgb.shape[0] - 1, int(window.top + (r + 0.5) * window.height / self.size))
+        col = min(rgb.shape[1] - 1, int(window.left + (c + 0.5) * window.width / self.size))
+        extra.append((row, col, positive))
+        session.add_click(row, col, positive)
+        return self._render(rgb, mask, sp, session, window, seed)[0]

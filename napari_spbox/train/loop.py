@@ -50,7 +50,8 @@ def _filter_area(items, min_area):
 
 def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=None, size=320, repeats=2,
           loss="bce", variant="spbox", init=None, resume=None, seed=0, workers=0, val_objects=24, val_clicks=10,
-          device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None):
+          device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None,
+          p_iterative=0.0, max_iterative_clicks=2):
     """Train an SPBox network; returns the path of the last checkpoint. See ``spbox train --help``."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -106,7 +107,10 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
         net.train()
         losses, t0 = [], time.time()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or rank != 0)
-        for x, y in bar:
+        iter_rng = np.random.default_rng([seed, rank, epoch])
+        for x, y, idx in bar:
+            if p_iterative and iter_rng.uniform() < p_iterative:
+                x = _add_error_clicks(model, ds, x, idx, device, iter_rng.integers(1, max_iterative_clicks + 1))
             cur = lr * min(1.0, (step + 1) / 200) * (1 - min(step, total - 1) / total) ** 0.9
             for g in opt.param_groups:
                 g["lr"] = cur
@@ -141,6 +145,22 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     if distributed:
         dist.destroy_process_group()
     return ckpt
+
+
+@torch.no_grad()
+def _add_error_clicks(model, ds, x, idx, device, rounds: int):
+    """Iterative training: ``rounds`` times, predict the batch and add each sample's next robot click on
+    its current error, so the network learns to correct its own mistakes (RITM's scheme)."""
+    model.eval()
+    extras = [[] for _ in idx]
+    for _ in range(rounds):
+        prob = torch.sigmoid(model(x.to(device)).float())[:, 0].cpu()
+        for b, i in enumerate(idx.tolist()):
+            new = ds.with_error_click(i, prob[b], extras[b])
+            if new is not None:
+                x[b] = new
+    model.train()
+    return x
 
 
 def validate(model, items, max_clicks, variant, device, progress=True) -> dict:
