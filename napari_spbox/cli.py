@@ -77,6 +77,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from .report import plot_miou
+
+    summaries = []
+    for path in args.summaries:
+        summary = json.loads(Path(path).read_text())
+        summary.setdefault("dataset", path)
+        summaries.append(summary)
+    print(plot_miou(args.out, summaries))
+    return 0
+
+
 def cmd_train(args) -> int:
     from .train.loop import train, write_log_json
 
@@ -122,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", default=None, help="write the mIoU-vs-clicks plot here")
     e.add_argument("--compare", nargs="*", help="other --json summaries to draw on the same plot")
     e.set_defaults(func=cmd_evaluate)
+
+    pl = sub.add_parser("plot", help="draw mIoU vs clicks of several evaluate --json summaries on one figure")
+    pl.add_argument("out")
+    pl.add_argument("summaries", nargs="+")
+    pl.set_defaults(func=cmd_plot)
 
     t = sub.add_parser("train", help="train an SPBox network on simulated clicks")
     t.add_argument("--data", nargs="+", required=True, help="dataset paths (img/+gt/ folders, COCO JSON)")
