@@ -52,3 +52,13 @@ def test_help_lists_commands(capsys):
     text = capsys.readouterr().out
     for cmd in ("segment", "evaluate", "train", "benchmark"):
         assert cmd in text
+
+
+def test_demo_segments_the_coffee_cup_with_shipped_weights(tmp_path, capsys):
+    from napari_spbox.demo import main as demo
+
+    out = tmp_path / "demo.png"
+    assert demo(["--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert out.stat().st_size > 10000 and "click 3" in text
+    assert int(text.split("click 3")[1].split(":")[1].split("px")[0]) > 1000  # a real mask, not an empty one
