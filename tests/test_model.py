@@ -112,7 +112,7 @@ def test_shipped_weights_beat_untrained_network_on_grabcut():
         image, gt, ignore = item.load()
         after3["trained"].append(run_object(trained, image, gt, ignore, max_clicks=3)["ious"][-1])
         after3["untrained"].append(run_object(untrained, image, gt, ignore, max_clicks=3)["ious"][-1])
-    # measured with the shipped weights: 0.73 and 0.84 trained, 0.10 and 0.22 untrained
+    # measured with the shipped weights: 0.59 and 0.81 trained, 0.10 and 0.22 untrained
     assert np.mean(after3["trained"]) > 0.6
     assert np.mean(after3["trained"]) > np.mean(after3["untrained"]) + 0.3
 
