@@ -11,3 +11,17 @@ def disk_image():
     img = np.where(mask[..., None], [200, 60, 50], [30, 40, 90]).astype(np.float64)
     img += rng.normal(0, 6, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
+@pytest.fixture
+def disk_dataset(tmp_path, disk_image):
+    """The disk image as a one-image ``img/`` + ``gt/`` dataset (mask 255 = object); returns its folder."""
+    from PIL import Image
+
+    img, mask = disk_image
+    root = tmp_path / "disk_dataset"
+    (root / "img").mkdir(parents=True)
+    (root / "gt").mkdir()
+    Image.fromarray(img).save(root / "img" / "disk.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(root / "gt" / "disk.png")
+    return root

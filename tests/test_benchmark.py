@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from napari_spbox.benchmark import (
     PER_CLICK_STAGES,
@@ -19,16 +18,11 @@ from napari_spbox.model.weights import save_weights
 
 
 @pytest.fixture
-def tiny_setup(tmp_path, disk_image):
+def tiny_setup(tmp_path, disk_dataset):
     """One disk image in the img/ + gt/ layout and a random-initialised network saved as weights."""
-    img, mask = disk_image
-    (tmp_path / "img").mkdir()
-    (tmp_path / "gt").mkdir()
-    Image.fromarray(img).save(tmp_path / "img" / "disk.png")
-    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "gt" / "disk.png")
     torch.manual_seed(0)
     weights = save_weights(build_network(), tmp_path / "w.pt")
-    return tmp_path, weights
+    return disk_dataset, weights
 
 
 @pytest.fixture(autouse=True)

@@ -51,16 +51,11 @@ def test_missing_and_corrupt_weights_name_the_file(tmp_path):
         load_model(bad)
 
 
-def test_tiny_model_loss_falls_on_simulated_clicks(tmp_path, disk_image):
-    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
+def test_tiny_model_loss_falls_on_simulated_clicks(tmp_path, disk_dataset):
     from napari_spbox.datasets import Item
+    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
 
-    img, mask = disk_image
-    (tmp_path / "img").mkdir()
-    (tmp_path / "gt").mkdir()
-    Image.fromarray(img).save(tmp_path / "img" / "a.png")
-    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "gt" / "a.png")
-    item = Item("a", tmp_path / "img" / "a.png", tmp_path / "gt" / "a.png")
+    item = Item("a", disk_dataset / "img" / "disk.png", disk_dataset / "gt" / "disk.png")
     ds = ClickSampleDataset([item], SuperpixelCache(tmp_path / "sp", 200), size=64, repeats=4)
     x = torch.stack([ds[i][0] for i in range(4)])
     y = torch.stack([ds[i][1] for i in range(4)])

@@ -46,10 +46,6 @@ class Superpixels:
         bboxes = np.array([[s[0].start, s[1].start, s[0].stop - 1, s[1].stop - 1] for s in slices], dtype=np.int64)
         return cls(labels=labels, centroids=superpixel_centroids(labels), bboxes=bboxes)
 
-    def at(self, row: int, col: int) -> int:
-        """Index of the superpixel holding pixel ``(row, col)``."""
-        return int(self.labels[int(row), int(col)])
-
 
 def superpixel_centroids(labels: np.ndarray) -> np.ndarray:
     """Centroid ``(row, col)`` of every label ``0 .. labels.max()``, vectorised with bincount."""
