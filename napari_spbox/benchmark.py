@@ -151,9 +151,8 @@ def time_stages(predictor, session) -> dict:
         crop = predictor.rgb[window.top : window.bottom + 1, window.left : window.right + 1]
         x = network_input(crop, guidance)
         x = torch.nn.functional.interpolate(x[None], (predictor.size,) * 2, mode="bilinear", align_corners=False)
-        x = x.to(predictor.device)
         t3 = now()
-        logits = predictor.model(x)[0, 0].float()
+        logits = predictor.forward(x[0])
         t4 = now()
         # Predictor.predict clips and casts after _predict: part of what the user waits for.
         np.clip(paste_back(torch.sigmoid(logits), window, predictor.shape), 0.0, 1.0).astype(np.float32)
@@ -178,7 +177,7 @@ def bench_image(spbox, grabcut, image, gt, ignore, n_clicks: int) -> dict:
     from .core.protocol import Session
 
     rec = {stage: [] for stage in PER_IMAGE_STAGES + PER_CLICK_STAGES}
-    rec.update(first=[], later=[], staged=[], gc_first=[], gc_later=[])
+    rec.update(first=[], later=[], staged=[], gc_first=[], gc_later=[], slic_quality=[])
     source = _clicks_for(gt, ignore, image.shape)
     session = Session(image.shape, strict=False)
     mask = np.zeros(image.shape[:2], dtype=bool)
@@ -195,6 +194,8 @@ def bench_image(spbox, grabcut, image, gt, ignore, n_clicks: int) -> dict:
             t2 = time.perf_counter()
             rec["set_image"].append((t1 - t0) * 1000.0)
             rec["slic"].append((t2 - t1) * 1000.0)
+            if gt is not None and spbox.shape == gt.shape:
+                rec["slic_quality"].append(_slic_quality(spbox, gt))
         pred = spbox.predict(session)
         elapsed = (time.perf_counter() - t0) * 1000.0
         mask = pred.mask
@@ -215,6 +216,24 @@ def bench_image(spbox, grabcut, image, gt, ignore, n_clicks: int) -> dict:
     return rec
 
 
+def _slic_quality(spbox, gt) -> dict:
+    """Quality of the predictor's SLIC against scikit-image's default iterations, on one object."""
+    from .core.superpixels import compute_superpixels
+    from .evaluation.metrics import superpixel_quality
+
+    t0 = time.perf_counter()
+    default = compute_superpixels(spbox.rgb, spbox.n_segments, max_num_iter=10)
+    ms = (time.perf_counter() - t0) * 1000.0
+    return {"used": superpixel_quality(spbox.superpixels.labels, gt),
+            "default_10_iterations": {**superpixel_quality(default.labels, gt), "ms": ms}}
+
+
+def _mean_quality(records: list) -> dict | None:
+    if not records:
+        return None
+    return {k: {m: float(np.mean([r[k][m] for r in records])) for m in records[0][k]} for k in records[0]}
+
+
 def _report(rec: dict) -> dict:
     """The JSON block of one size (or of all sizes pooled) from concatenated per-click records."""
     spbox, gc = summarise(rec["later"]), summarise(rec["gc_later"])
@@ -228,6 +247,7 @@ def _report(rec: dict) -> dict:
         "grabcut_click_ms": gc,
         # median over median: a robust "how many times GrabCut's cost" per later click
         "ratio_vs_grabcut": spbox["median"] / gc["median"] if spbox and gc and gc["median"] > 0 else None,
+        "slic_quality": _mean_quality(rec["slic_quality"]),
     }
 
 
@@ -248,7 +268,7 @@ def _warm_up(spbox, grabcut) -> None:
 
 def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DEFAULT_CLICKS, sizes=DEFAULT_SIZES,
                   device: str = "cpu", weights=None, threads: int | None = None, grabcut: bool = True,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, backend: str = "auto") -> dict:
     """Run the benchmark and return the JSON-ready summary (see the module docstring).
 
     Parameters
@@ -268,6 +288,8 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
         Torch intra-op threads (and OpenCV's); the library default when omitted.
     grabcut : bool
         Also time OpenCV GrabCut on the same sessions.
+    backend : str
+        How the network runs (see :func:`napari_spbox.model._runtime.make_runner`).
     """
     import torch
     from tqdm import tqdm
@@ -287,12 +309,12 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
     images = load_images(data or _default_data(), limit)
 
     t0 = time.perf_counter()
-    spbox = make_predictor("spbox", weights=weights, device=device)
+    spbox = make_predictor("spbox", weights=weights, device=device, backend=backend)
     load_ms = (time.perf_counter() - t0) * 1000.0
     gc = make_predictor("grabcut", iterations=5) if grabcut else None
     _warm_up(spbox, gc)
 
-    keys = PER_IMAGE_STAGES + PER_CLICK_STAGES + ("first", "later", "staged", "gc_first", "gc_later")
+    keys = PER_IMAGE_STAGES + PER_CLICK_STAGES + ("first", "later", "staged", "gc_first", "gc_later", "slic_quality")
     pooled = {k: [] for k in keys}
     by_size = {}
     bar = tqdm(total=len(parsed) * len(images), desc="benchmark", unit="image", disable=not progress)
@@ -312,6 +334,7 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
         **_report(pooled),
         "peak_rss_mb": peak_rss_mb(),
         "device": str(spbox.device),
+        "backend": spbox.backend,
         "torch_threads": torch.get_num_threads(),
         "weights": str(weights) if weights else "shipped",
         "model_load_ms": load_ms,
@@ -342,14 +365,14 @@ def format_table(result: dict) -> str:
         cells = [result["by_size"][label]["stages_ms"][stage] for label in labels]
         lines.append(f"{stage:<18}" + "".join(f"{c:10.1f}" if c is not None else f"{'-':>10}" for c in cells))
     lines.append("")
-    lines.append(f"device {result['device']}, torch threads {result['torch_threads']}, "
+    lines.append(f"device {result['device']} ({result['backend']}), torch threads {result['torch_threads']}, "
                  f"peak RSS {result['peak_rss_mb']:.0f} MiB, model load {result['model_load_ms']:.0f} ms")
     return "\n".join(lines)
 
 
 def cmd_benchmark(args) -> int:
     result = run_benchmark(args.data, args.limit, args.clicks, args.size or list(DEFAULT_SIZES), args.device,
-                           args.weights, args.threads, grabcut=not args.no_grabcut)
+                           args.weights, args.threads, grabcut=not args.no_grabcut, backend=args.backend)
     print(format_table(result))
     short = [label for label, r in result["by_size"].items() if not r["click_ms"] or r["click_ms"]["n"] < MIN_LATER_CLICKS]
     if short:
@@ -371,6 +394,8 @@ def add_benchmark_parser(subparsers):
     b.add_argument("--size", nargs="+", default=None, help="native and/or HxW (default: native 480x640)")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--weights", default=None, help="weights file (default: the shipped weights)")
+    b.add_argument("--backend", default="auto", choices=("auto", "onnx", "fused", "torch"),
+                   help="how the network runs: auto (ONNX Runtime if installed, else fused torch), onnx, fused, torch")
     b.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads (default: theirs)")
     b.add_argument("--json", default=None, help="write the full results here")
     b.add_argument("--no-grabcut", action="store_true", help="skip the OpenCV GrabCut comparison")

@@ -2,6 +2,15 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_graph_cache(tmp_path_factory):
+    """Exported ONNX graphs go to a per-run folder, not the user's ~/.cache (exported once per run)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPBOX_CACHE_DIR", str(tmp_path_factory.mktemp("spbox_cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def disk_image():
     """A bright disk (radius 40) on a dark, slightly noisy 160x200 background, and its mask."""

@@ -160,3 +160,59 @@ def test_iterative_training_click_lands_on_the_error(tmp_path, disk_image):
         assert torch.equal(new[:3], x[:3])  # same crop, flip and colours
         return
     raise AssertionError("every sample had its guidance dropped")
+
+
+def _coffee_session():
+    from skimage import data
+
+    from napari_spbox.core.protocol import Session
+
+    img = data.coffee()
+    session = Session(img.shape[:2], strict=False)
+    session.add_click(150, 300, True)
+    session.add_click(350, 470, False)
+    session.add_click(240, 200, True)
+    return img, session
+
+
+@pytest.mark.parametrize("backend", ["fused", "onnx"])
+def test_fast_backends_give_the_same_mask_as_plain_torch(backend):
+    from napari_spbox.model._runtime import onnx_available
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    if backend == "onnx" and not onnx_available():
+        pytest.fail("onnxruntime/onnxscript are dependencies of napari-spbox and must be installed")
+    img, session = _coffee_session()
+    probs = {}
+    for b in ("torch", backend):
+        p = SPBoxPredictor(backend=b)
+        assert p.backend == b
+        p.set_image(img)
+        probs[b] = p.predict(session).prob
+    assert np.abs(probs[backend] - probs["torch"]).max() < 1e-3
+    assert (probs["torch"] > 0.49).sum() > 1000  # a real object, not two empty maps agreeing
+
+
+def test_onnx_graph_is_exported_once_and_reused(monkeypatch, tmp_path):
+    from napari_spbox.model import _runtime
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    monkeypatch.setenv("SPBOX_CACHE_DIR", str(tmp_path))
+    calls = []
+    real = _runtime.export_onnx
+    monkeypatch.setattr(_runtime, "export_onnx", lambda *a: calls.append(a) or real(*a))
+    SPBoxPredictor(backend="onnx")
+    SPBoxPredictor(backend="onnx")
+    assert len(calls) == 1 and len(list(tmp_path.glob("spbox-*.onnx"))) == 1
+
+
+def test_backend_errors_are_clear(monkeypatch):
+    from napari_spbox.model import _runtime
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    with pytest.raises(ValueError, match="unknown backend"):
+        SPBoxPredictor(backend="tensorrt")
+    monkeypatch.setattr(_runtime, "onnx_available", lambda: False)
+    with pytest.raises(RuntimeError, match="pip install"):
+        SPBoxPredictor(backend="onnx")
+    assert SPBoxPredictor(backend="auto").backend == "fused"  # auto falls back quietly

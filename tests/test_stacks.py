@@ -15,7 +15,7 @@ from napari_spbox.core.predictor import make_predictor  # noqa: E402
 from napari_spbox.napari import SPBoxWidget, blobs3d_sample  # noqa: E402
 from napari_spbox.napari import stacks  # noqa: E402
 from napari_spbox.napari._stack_data import blobs3d  # noqa: E402
-from napari_spbox.napari._widget import NEGATIVE, POSITIVE  # noqa: E402
+from napari_spbox.napari._controls import NEGATIVE, POSITIVE  # noqa: E402
 
 Z, H, W = 20, 96, 96
 MID = 10  # the slice the user annotates

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from ..core.guidance import guidance_stack
 from ..core.predictor import Predictor, guidance_region, zoom_window
 from ..core.protocol import Box, Session
-from .weights import load_model
+from ._runtime import make_runner
+from .weights import DEFAULT_WEIGHTS, load_model
 
 INPUT_SIZE = 320
 
@@ -66,22 +67,37 @@ class SPBoxPredictor(Predictor):
     variant : str
         Guidance variant the weights were trained with (``spbox``, ``eu``, ``bbox``, ``dt``).
     model : torch.nn.Module, optional
-        An already built network (training uses this for validation).
+        An already built network (training uses this for validation; it always runs in plain torch,
+        so validation sees the weights as they are being trained).
+    backend : str
+        How the network is run (:mod:`napari_spbox.model._runtime`): ``auto`` (ONNX Runtime on a CPU
+        when installed, else BatchNorm-folded torch), ``onnx``, ``fused`` or ``torch``.
     """
 
     name = "spbox"
 
-    def __init__(self, weights=None, device: str = "cpu", variant: str = "spbox", size: int = INPUT_SIZE, model=None, **kw):
+    def __init__(self, weights=None, device: str = "cpu", variant: str = "spbox", size: int = INPUT_SIZE, model=None,
+                 backend: str = "auto", **kw):
         super().__init__(**kw)
         self.device = torch.device(device)
-        self.model = model if model is not None else load_model(weights, device=str(self.device))
         self.variant = variant
         self.size = size
+        if model is not None:
+            self.model = model
+            self.runner = make_runner(model, self.device, "torch")
+        else:
+            self.model = load_model(weights, device=str(self.device))
+            self.runner = make_runner(self.model, self.device, backend, weights or DEFAULT_WEIGHTS, size)
+        self.backend = self.runner.name
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(size, size)`` for one network input ``(6, size, size)``."""
+        return self.runner(x[None])[0, 0].float()
 
     @torch.inference_mode()
     def _predict(self, session: Session) -> np.ndarray:
         sp = self.superpixels
         window = zoom_window(guidance_region(sp, session), self.shape)
         x = window_input(self.rgb, sp, session, window, self.size, self.variant)
-        logits = self.model(x[None].to(self.device))[0, 0].float()
-        return paste_back(torch.sigmoid(logits), window, self.shape)
+        return paste_back(torch.sigmoid(self.forward(x)), window, self.shape)

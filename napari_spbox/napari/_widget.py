@@ -15,16 +15,14 @@ import weakref
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLabel,
-                            QLineEdit, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QApplication, QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from . import stacks
+from ._controls import PREVIEW, HelperLayers, ModelSettings
 from ._engine import ClickLog, Job, PredictionRunner, _button, _ident, _LayerCombo, _row
 
-METHODS = ("spbox", "grabcut", "random-walker")
 #: Shift+letter keys: napari's Points layer already uses the plain letters (Z pan/zoom, A select, ...).
 KEYS = {"commit": "Shift-C", "clear": "Shift-X", "undo": "Shift-Z"}
-POSITIVE, NEGATIVE, BOX, PREVIEW = "positive clicks", "negative clicks", "SPBox box", "SPBox preview"
 
 
 class SPBoxWidget(QWidget):
@@ -43,7 +41,7 @@ class SPBoxWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._quiet = False  # set while layers are being removed
-        self._syncing = False  # our own edits of the Points layers are not user clicks
+        self.helpers = HelperLayers(napari_viewer, self._on_points, self._bind_keys)
         self.log: ClickLog | None = None
         self.correct_id: int | None = None
         self.preview_mask: np.ndarray | None = None
@@ -51,6 +49,8 @@ class SPBoxWidget(QWidget):
         self.plane: tuple = ()  # leading data indices of the slice being segmented; () for 2-D images
         self.prop_worker = None
         self._build_ui()
+        if predictor is not None:
+            self.model_settings.show_predictor(predictor)
         self.runner = PredictionRunner(self._job, self._on_result, self._on_error, predictor,
                                        self._model_key() if predictor is not None else None)
         self._bind_keys(self.viewer)
@@ -73,16 +73,8 @@ class SPBoxWidget(QWidget):
         self.overwrite_box = QCheckBox("overwrite other objects")
         self.id_spin = QSpinBox()
         self.id_spin.setRange(1, 2**31 - 1)
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(METHODS)
-        self.weights_edit = QLineEdit()
-        self.weights_edit.setPlaceholderText("shipped spbox_lite0.pt")
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["cpu", "cuda"])
-        self.segments_spin = QSpinBox()
-        self.segments_spin.setRange(50, 20000)
-        self.segments_spin.setSingleStep(100)
-        self.segments_spin.setValue(1000)
+        self.model_settings = ModelSettings(self._on_model_changed)
+        self.method_combo, self.weights_edit = self.model_settings.method, self.model_settings.weights
         self.axis_combo, self.direction_combo = QComboBox(), QComboBox()
         self.direction_combo.addItems(stacks.DIRECTIONS)
         self.stop_button = _button("Stop", self.stop_propagation)
@@ -96,38 +88,22 @@ class SPBoxWidget(QWidget):
         form.addRow("labels", _row(self.labels_combo, _button("New", lambda: self.target_layer(True, new=True))))
         form.addRow(self.strict_box)
         form.addRow(self.overwrite_box)
-        model = QGroupBox("Model settings")
-        mform = QFormLayout(model)
-        mform.addRow("method", self.method_combo)
-        mform.addRow("weights", _row(self.weights_edit, _button("…", self._browse_weights)))
-        mform.addRow("device", self.device_combo)
-        mform.addRow("superpixels", self.segments_spin)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addLayout(_row(*[_button(f"{name.title()} ({KEYS[name].replace('-', '+')})", getattr(self, name))
                              for name in ("commit", "undo", "clear")]))
         lay.addLayout(_row(QLabel("id"), self.id_spin, _button("Correct object", self._correct_clicked)))
         lay.addLayout(_row(self.axis_combo, self.direction_combo, _button("Propagate", self.propagate), self.stop_button))
-        lay.addWidget(model)
+        lay.addWidget(self.model_settings)
         lay.addWidget(self.status)
         lay.addStretch(1)
 
         self.image_combo.currentIndexChanged.connect(self._on_image_changed)
         self.channel_combo.currentIndexChanged.connect(self._on_channel_changed)
         self.strict_box.toggled.connect(self._on_strict)
-        self.method_combo.currentIndexChanged.connect(self._on_model_changed)
-        self.weights_edit.editingFinished.connect(self._on_model_changed)
-        self.device_combo.currentIndexChanged.connect(self._on_model_changed)
-        self.segments_spin.editingFinished.connect(self._on_model_changed)
 
     def _correct_clicked(self) -> None:
         self.start_correction(self.id_spin.value())
-
-    def _browse_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "SPBox weights", "", "PyTorch weights (*.pt *.pth)")
-        if path:
-            self.weights_edit.setText(path)
-            self._on_model_changed()
 
     def _bind_keys(self, target) -> None:
         # A weak reference: the viewer outlives a closed widget and must not call into it.
@@ -161,7 +137,7 @@ class SPBoxWidget(QWidget):
             self.labels_combo.refresh()
         finally:
             self._quiet = False
-        if self.log is not None and any(self._helper(n) is None for n in (POSITIVE, NEGATIVE, PREVIEW)):
+        if self.log is not None and self.helpers.missing():
             self.log = None
             self.status.setText("a helper layer was deleted: press Clear to start again")
 
@@ -209,62 +185,22 @@ class SPBoxWidget(QWidget):
         shape = layer.data[0].shape if layer.multiscale else layer.data.shape
         return tuple(shape[-3:-1] if layer.rgb else shape[-2:])
 
-    def _helper(self, name):
-        return self.viewer.layers[name] if name in self.viewer.layers else None
-
-    def _setup_helpers(self, image) -> None:
-        shape = self._spatial(image)
-        geo = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
-        size = max(3.0, 0.012 * max(shape))
-        preview = self._helper(PREVIEW)
-        if preview is None or preview.data.shape != shape:
-            if preview is not None:
-                self.viewer.layers.remove(preview)
-            # One fixed bright colour: the preview must not look like a committed object.
-            self.viewer.add_labels(np.zeros(shape, np.uint8), name=PREVIEW, opacity=0.5,
-                                   colormap={None: "transparent", 1: "cyan"}, **geo)
-        if self._helper(BOX) is None:
-            self.viewer.add_shapes(ndim=2, name=BOX, edge_color="yellow", face_color="transparent",
-                                   edge_width=max(1.0, 0.004 * max(shape)), **geo)
-        for name, positive, color in ((NEGATIVE, False, "red"), (POSITIVE, True, "lime")):
-            if self._helper(name) is None:
-                pts = self.viewer.add_points(ndim=2, name=name, face_color=color, border_color="white",
-                                             size=size, **geo)
-                pts.current_face_color = color
-                pts.events.data.connect(lambda ev, p=positive: self._on_points(p, ev))
-                self._bind_keys(pts)
-        for name in (PREVIEW, BOX, NEGATIVE, POSITIVE):
-            self.viewer.layers[name].scale, self.viewer.layers[name].translate = geo["scale"], geo["translate"]
-        self.viewer.layers.selection.active = self._helper(POSITIVE)
-        self._helper(POSITIVE).mode = "add"
-
     # -- clicks ----------------------------------------------------------------------------------
     def _on_points(self, positive: bool, event) -> None:
-        if self._syncing or str(getattr(event, "action", "changed")) not in ("added", "removed", "changed"):
+        if self.helpers.syncing or str(getattr(event, "action", "changed")) not in ("added", "removed", "changed"):
             return
-        layer = self._helper(POSITIVE if positive else NEGATIVE)
+        layer = self.helpers.points(positive)
         if self.log is None:
             show_warning("SPBox: choose a 2-D image layer before clicking")
-            self._set_points(positive, np.zeros((0, 2)))
+            self.helpers.set_points(positive, np.zeros((0, 2)))
             return
         res = self.log.sync(positive, layer.data)
         if res.keep is not None:
-            self._set_points(positive, res.keep)
+            self.helpers.set_points(positive, res.keep)
         for msg in res.refused:
             show_warning(f"SPBox: click refused, {msg} (untick 'strict protocol' to allow it)")
         if res.changed:
             self._after_change()
-
-    def _set_points(self, positive: bool, coords) -> None:
-        layer = self._helper(POSITIVE if positive else NEGATIVE)
-        if layer is None:
-            return
-        self._syncing = True
-        try:
-            layer.data = np.asarray(coords, dtype=float).reshape(-1, 2)
-            layer.selected_data = set()
-        finally:
-            self._syncing = False
 
     def _on_strict(self, checked: bool) -> None:
         if self.log is not None:
@@ -275,7 +211,7 @@ class SPBoxWidget(QWidget):
         if self.log is None or (last := self.log.undo()) is None:
             show_info("SPBox: no click to undo")
             return
-        self._set_points(last[0], self.log.coords(last[0]))
+        self.helpers.set_points(last[0], self.log.coords(last[0]))
         self._after_change()
 
     def clear(self) -> None:
@@ -304,22 +240,17 @@ class SPBoxWidget(QWidget):
         except ValueError as exc:
             show_warning(f"SPBox: {exc}")
             return
-        self._setup_helpers(image)
+        self.helpers.setup(image, self._spatial(image))
         self.log = ClickLog(self._spatial(image), self.strict_box.isChecked(), mask=mask)
         self.correct_id = correct_id
         self.runner.invalidate()
         self.runner.then = None
         for positive in (True, False):
-            self._set_points(positive, np.zeros((0, 2)))
+            self.helpers.set_points(positive, np.zeros((0, 2)))
         self._after_change()
 
     def _after_change(self) -> None:
-        box = self.log.session.box
-        shapes = self._helper(BOX)
-        if shapes is not None:
-            shapes.data = []
-            if box is not None:
-                shapes.add([[box.top - 0.5, box.left - 0.5], [box.bottom + 0.5, box.right + 0.5]], shape_type="rectangle")
+        self.helpers.show_box(self.log.session.box)
         if not self.log.session.clicks:
             # Nothing to predict yet: show the mask being corrected, or nothing.
             base = self.log.mask if self.log.mask is not None else np.zeros(self.log.shape, bool)
@@ -329,10 +260,7 @@ class SPBoxWidget(QWidget):
 
     # -- prediction --------------------------------------------------------------------------------
     def _model_key(self) -> tuple:
-        method = self.method_combo.currentText()
-        spbox = method == "spbox"
-        return (method, (self.weights_edit.text().strip() or None) if spbox else None,
-                self.device_combo.currentText() if spbox else None, self.segments_spin.value())
+        return self.model_settings.key()
 
     def _on_model_changed(self, *_) -> None:
         if self._model_key() != self.runner.model:
@@ -346,6 +274,7 @@ class SPBoxWidget(QWidget):
 
     @predictor.setter
     def predictor(self, value) -> None:
+        self.model_settings.show_predictor(value)
         self.runner.predictor, self.runner.model, self.runner.image_key = value, self._model_key(), None
         self.runner.invalidate()
 
@@ -396,9 +325,7 @@ class SPBoxWidget(QWidget):
 
     def _show(self, key, mask: np.ndarray, note: str = "") -> None:
         self.preview_mask, self._preview_key = mask, key
-        preview = self._helper(PREVIEW)
-        if preview is not None and preview.data.shape == mask.shape:
-            preview.data = mask.astype(np.uint8)
+        self.helpers.show_preview(mask)
         s = self.log.session
         box = "" if s.box is None else f", box {s.box.height}x{s.box.width}"
         mode = f"correcting object {self.correct_id}: " if self.correct_id is not None else ""

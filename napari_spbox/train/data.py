@@ -18,7 +18,7 @@ from ..core.image import to_rgb_float
 from ..core.predictor import guidance_region, zoom_window
 from ..core.protocol import Box
 from ..core.simulate import guidance_dropout, simulate_session
-from ..core.superpixels import Superpixels, compute_superpixels
+from ..core.superpixels import SLIC_ITERATIONS, Superpixels, compute_superpixels
 from ..datasets import Item, read_dataset
 from ..model.inference import crop_resize, window_input
 
@@ -53,7 +53,8 @@ class SuperpixelCache:
         self._mem: dict = {}
 
     def get(self, image_path, rgb) -> Superpixels:
-        key = hashlib.sha1(f"{Path(image_path).resolve()}:{self.n_segments}".encode()).hexdigest()[:16]
+        # the SLIC settings are in the key: labels from other settings are not what inference sees
+        key = hashlib.sha1(f"{Path(image_path).resolve()}:{self.n_segments}:{SLIC_ITERATIONS}".encode()).hexdigest()[:16]
         if key in self._mem:
             return self._mem[key]
         f = self.folder / f"{key}.npy"
