@@ -131,7 +131,7 @@ def time_stages(predictor, session) -> dict:
     import torch
 
     from .core.guidance import guidance_stack
-    from .core.predictor import _upsample, guidance_region, zoom_window
+    from .core.predictor import _upsample, enforce_clicks, guidance_region, zoom_window
     from .model.inference import network_input, paste_back
 
     cuda = predictor.device.type == "cuda"
@@ -158,7 +158,10 @@ def time_stages(predictor, session) -> dict:
         logits = predictor.forward(x[0])
         t4 = now()
         # Predictor.predict clips and casts after _predict: part of what the user waits for.
-        prob = np.clip(paste_back(torch.sigmoid(logits), window, predictor.shape), 0.0, 1.0)
+        prob = paste_back(torch.sigmoid(logits), window, predictor.shape)
+        if predictor.click_consistency:
+            enforce_clicks(prob, sp, session)
+        prob = np.clip(prob, 0.0, 1.0)
         if reduced:
             _upsample(prob, predictor.image_shape)
         prob.astype(np.float32)

@@ -59,7 +59,8 @@ def cmd_evaluate(args) -> int:
     items = read_dataset(args.path, ignore_value=args.ignore_value)
     if args.limit:
         items = items[: args.limit]
-    kw = {"weights": args.weights, "device": args.device, "variant": args.variant} if args.method == "spbox" else {}
+    kw = ({"weights": args.weights, "device": args.device, "variant": args.variant,
+           "click_consistency": not args.raw_network} if args.method == "spbox" else {})
     predictor = make_predictor(args.method, n_segments=args.superpixels, **kw)
     per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
     summary = summarise(per_object, args.max_clicks)
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.add_argument("--variant", default="spbox", help="guidance variant of the weights (spbox, eu, bbox, dt)")
     e.add_argument("--superpixels", type=int, default=1000)
+    e.add_argument("--raw-network", action="store_true",
+                   help="spbox: the network's output as is, without giving clicked superpixels their click's label")
     e.add_argument("--json", default=None, help="write the summary here (and a per-object CSV beside it)")
     e.add_argument("--plot", default=None, help="write the mIoU-vs-clicks plot here")
     e.add_argument("--compare", nargs="*", help="other --json summaries to draw on the same plot")

@@ -216,3 +216,27 @@ def test_backend_errors_are_clear(monkeypatch):
     with pytest.raises(RuntimeError, match="pip install"):
         SPBoxPredictor(backend="onnx")
     assert SPBoxPredictor(backend="auto").backend == "fused"  # auto falls back quietly
+
+
+def test_every_click_changes_the_mask_where_it_was_made(disk_image):
+    """Click consistency: a negative click inside the object removes its superpixel, a positive one
+    outside adds it, even where the network alone would not follow the click."""
+    from napari_spbox.core.protocol import Session
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    img, mask = disk_image
+    p, raw = SPBoxPredictor(), SPBoxPredictor(click_consistency=False)
+    for pred in (p, raw):
+        pred.set_image(img)
+    s = Session(mask.shape, strict=False)
+    s.add_click(80, 100, True)
+    s.add_click(80, 150, False)  # sets the box
+    before = p.predict(s).mask
+    s.add_click(90, 110, False)  # negative inside the disk
+    s.add_click(10, 10, True)  # positive far outside it
+    after, unforced = p.predict(s).mask, raw.predict(s).mask
+    sp = p.superpixels
+    neg_sp, pos_sp = sp.labels == sp.labels[90, 110], sp.labels == sp.labels[10, 10]
+    assert before[90, 110] and not after[neg_sp].any() and after[pos_sp].all()
+    assert after[80, 100]  # the first positive click's object survives
+    assert (after != unforced).sum() <= neg_sp.sum() + pos_sp.sum()  # only the clicked superpixels differ

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.guidance import guidance_stack
-from ..core.predictor import Predictor, guidance_region, zoom_window
+from ..core.predictor import Predictor, enforce_clicks, guidance_region, zoom_window
 from ..core.protocol import Box, Session
 from ._runtime import make_runner
 from .weights import DEFAULT_WEIGHTS, load_model
@@ -72,16 +72,20 @@ class SPBoxPredictor(Predictor):
     backend : str
         How the network is run (:mod:`napari_spbox.model._runtime`): ``auto`` (ONNX Runtime on a CPU
         when installed, else BatchNorm-folded torch), ``onnx``, ``fused`` or ``torch``.
+    click_consistency : bool
+        Each clicked superpixel takes its click's label (:func:`~napari_spbox.core.predictor.enforce_clicks`).
+        Off gives the network's own output (training's validation uses that).
     """
 
     name = "spbox"
 
     def __init__(self, weights=None, device: str = "cpu", variant: str = "spbox", size: int = INPUT_SIZE, model=None,
-                 backend: str = "auto", **kw):
+                 backend: str = "auto", click_consistency: bool = True, **kw):
         super().__init__(**kw)
         self.device = torch.device(device)
         self.variant = variant
         self.size = size
+        self.click_consistency = click_consistency
         if model is not None:
             self.model = model
             self.runner = make_runner(model, self.device, "torch")
@@ -100,4 +104,5 @@ class SPBoxPredictor(Predictor):
         sp = self.superpixels
         window = zoom_window(guidance_region(sp, session), self.shape)
         x = window_input(self.rgb, sp, session, window, self.size, self.variant)
-        return paste_back(torch.sigmoid(self.forward(x)), window, self.shape)
+        prob = paste_back(torch.sigmoid(self.forward(x)), window, self.shape)
+        return enforce_clicks(prob, sp, session) if self.click_consistency else prob

@@ -167,7 +167,8 @@ def validate(model, items, max_clicks, variant, device, progress=True) -> dict:
     """Standard robot user on held-apart training objects: NoC@85/90 and mIoU after 5 clicks."""
     was_training = model.training
     model.eval()
-    pred = SPBoxPredictor(model=model, device=str(device), variant=variant)
+    # the network's own output: click consistency would hide what training changed
+    pred = SPBoxPredictor(model=model, device=str(device), variant=variant, click_consistency=False)
     res = summarise(evaluate(pred, items, max_clicks=max_clicks, progress=False), max_clicks)
     model.train(was_training)
     miou = res["miou_per_click"]
