@@ -65,6 +65,8 @@ def cmd_evaluate(args) -> int:
     per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
     summary = summarise(per_object, args.max_clicks)
     summary.update(method=args.method, protocol=args.protocol, dataset=str(args.path), start_from_mask=args.start_from_mask)
+    if args.method == "spbox":
+        summary["click_consistency"] = not args.raw_network
     if args.start_from_mask:
         summary["miou_start"] = float(np.mean([o["iou0"] for o in per_object]))
     print(json.dumps({k: v for k, v in summary.items() if k != "miou_per_click"}, indent=1))
