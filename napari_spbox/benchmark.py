@@ -5,8 +5,8 @@ ground truth) at its native size and resized to e.g. 480x640. Three things are t
 
 * the **first click**: ``set_image`` + SLIC + guidance + network, what a user waits for on a new image;
 * every **later click**: ``predict`` with cached superpixels, what a user waits for while correcting;
-* the **stages** of a later click, replayed by calling the stage functions of
-  :meth:`napari_spbox.model.inference.SPBoxPredictor._predict` in the same order.
+* the **stages** of a later click, timed by ``predict``'s ``on_stage`` hook on one more call with the
+  same session.
 
 GrabCut (5 iterations) predicts the very same :class:`~napari_spbox.core.protocol.Session` objects,
 so the ratio compares like with like. Images without ground truth (scikit-image's coffee cup) get a
@@ -123,51 +123,13 @@ def peak_rss_mb() -> float:
 
 
 def time_stages(predictor, session) -> dict:
-    """Milliseconds of each stage of one click, replaying ``SPBoxPredictor._predict`` step by step.
+    """Milliseconds of each stage of one click, timed on the real click path (``predict``'s stage hook).
 
-    Superpixels must already be cached (this times a later click). On CUDA the device is synchronised
-    at stage boundaries, otherwise queued kernels would be billed to whichever stage waits first.
+    Superpixels must already be cached (this times a later click).
     """
-    import torch
-
-    from .core.guidance import guidance_stack
-    from .core.predictor import _upsample, enforce_clicks, guidance_region, zoom_window
-    from .model.inference import network_input, paste_back
-
-    cuda = predictor.device.type == "cuda"
-
-    def now():
-        if cuda:
-            torch.cuda.synchronize(predictor.device)
-        return time.perf_counter()
-
-    reduced = predictor.shape != predictor.image_shape  # large images run on a reduced working copy
-    with torch.inference_mode():
-        sp = predictor.superpixels
-        t0 = now()
-        if reduced:
-            session = session.rescaled(predictor.shape)
-        window = zoom_window(guidance_region(sp, session), predictor.shape)
-        t1 = now()
-        guidance = guidance_stack(sp, session, predictor.variant, window)
-        t2 = now()
-        crop = predictor.rgb[window.top : window.bottom + 1, window.left : window.right + 1]
-        x = network_input(crop, guidance)
-        x = torch.nn.functional.interpolate(x[None], (predictor.size,) * 2, mode="bilinear", align_corners=False)
-        t3 = now()
-        logits = predictor.forward(x[0])
-        t4 = now()
-        # Predictor.predict clips and casts after _predict: part of what the user waits for.
-        prob = paste_back(torch.sigmoid(logits), window, predictor.shape)
-        if predictor.click_consistency:
-            enforce_clicks(prob, sp, session)
-        prob = np.clip(prob, 0.0, 1.0)
-        if reduced:
-            _upsample(prob, predictor.image_shape)
-        prob.astype(np.float32)
-        t5 = now()
-    ms = [(b - a) * 1000.0 for a, b in zip((t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5))]
-    return dict(zip(PER_CLICK_STAGES, ms))
+    stamps = [("start", time.perf_counter())]
+    predictor.predict(session, on_stage=lambda stage: stamps.append((stage, time.perf_counter())))
+    return {stage: (t - stamps[k][1]) * 1000.0 for k, (stage, t) in enumerate(stamps[1:])}
 
 
 def _clicks_for(gt, ignore, shape):
@@ -249,7 +211,7 @@ def _report(rec: dict) -> dict:
     return {
         "first_click_ms": summarise(rec["first"]),
         "click_ms": spbox,
-        # the replayed click, stage by stage: each stage median is at most this one's median
+        # the stage-timed click (a second predict of the same session): its stages sum to this
         "staged_click_ms": summarise(rec["staged"]),
         "stages_ms": {s: (summarise(rec[s]) or {}).get("median") for s in PER_IMAGE_STAGES + PER_CLICK_STAGES},
         "grabcut_first_click_ms": summarise(rec["gc_first"]),

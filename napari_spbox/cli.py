@@ -99,9 +99,11 @@ def cmd_train(args) -> int:
                  size=args.size, repeats=args.repeats, loss=args.loss, variant=args.variant, init=args.init,
                  resume=args.resume, seed=args.seed, workers=args.workers, val_objects=args.val_objects,
                  device=args.device, max_steps=args.max_steps, cache_dir=args.cache_dir, threads=args.threads,
-                 p_iterative=args.iterative)
+                 p_iterative=args.iterative, max_iterative_clicks=args.iterative_clicks)
     write_log_json(args.out)
-    print(f"checkpoint: {ckpt}; weights: {Path(args.out) / 'weights.pt'}")
+    out = Path(args.out)
+    best = f"; lowest validation NoC@90: {out / 'best.pt'}" if (out / "best.pt").is_file() else ""
+    print(f"checkpoint: {ckpt}; weights: {out / 'weights.pt'}{best}")
     return 0
 
 
@@ -166,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache-dir", default=None, help="where SLIC labels of training images are cached")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--iterative", type=float, default=0.0,
-                   help="probability per batch of adding 1-2 robot clicks on the model's own errors (RITM)")
+                   help="probability per batch of adding robot clicks on the model's own errors (RITM)")
+    t.add_argument("--iterative-clicks", type=int, default=2,
+                   help="at most this many such clicks per batch (1..N, drawn uniformly)")
     t.set_defaults(func=cmd_train)
 
     from .benchmark import add_benchmark_parser

@@ -67,7 +67,7 @@ def test_benchmark_json_with_grabcut(tiny_setup, capsys):
         stages = block["stages_ms"]
         assert set(stages) == set(PER_IMAGE_STAGES + PER_CLICK_STAGES)
         assert all(v > 0 for v in stages.values())
-        # Each stage is part of a click. Against the replayed click the bound is exact; against the
+        # Each stage is part of a click. Against the stage-timed click the bound is exact; against the
         # separately timed predict() call it needs slack, as the machine's load varies between the two.
         for s in PER_CLICK_STAGES:
             assert stages[s] <= block["staged_click_ms"]["median"]

@@ -85,9 +85,25 @@ def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
     out = tmp_path / "run"
     ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100)
     assert ckpt.is_file() and (out / "weights.pt").is_file() and (out / "log.csv").read_text().count("\n") == 2
+    assert not (out / "best.pt").exists()  # no validation, nothing to call best
     train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     assert load_model(out / "weights.pt") is not None
+
+
+def test_best_weights_follow_the_validation_noc(tmp_path):
+    import json
+
+    from napari_spbox.train.loop import _improves
+
+    card = tmp_path / "best.json"
+    assert _improves({"noc@90": 9.0, "noc@85": 8.0}, card)  # first validated epoch
+    card.write_text(json.dumps({"validation": {"noc@90": 9.0, "noc@85": 8.0}}))
+    assert _improves({"noc@90": 8.5, "noc@85": 8.2}, card)
+    assert _improves({"noc@90": 9.0, "noc@85": 7.9}, card)  # tie on NoC@90, better NoC@85
+    assert not _improves({"noc@90": 9.0, "noc@85": 8.0}, card)
+    assert not _improves({"noc@90": 9.4, "noc@85": 6.0}, card)
+    assert not _improves({}, card)
 
 
 def test_shipped_weights_beat_untrained_network_on_grabcut():
@@ -240,3 +256,21 @@ def test_every_click_changes_the_mask_where_it_was_made(disk_image):
     assert before[90, 110] and not after[neg_sp].any() and after[pos_sp].all()
     assert after[80, 100]  # the first positive click's object survives
     assert (after != unforced).sum() <= neg_sp.sum() + pos_sp.sum()  # only the clicked superpixels differ
+
+
+def test_predict_reports_its_stages_in_click_order(disk_image):
+    """The benchmark times stages through this hook: every stage of the real click path, once, in order."""
+    from napari_spbox.benchmark import PER_CLICK_STAGES
+    from napari_spbox.core.protocol import Session
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    img, mask = disk_image
+    p = SPBoxPredictor()
+    p.set_image(img)
+    s = Session(mask.shape, strict=False)
+    s.add_click(80, 100, True)
+    s.add_click(80, 150, False)
+    seen = []
+    with_hook = p.predict(s, on_stage=seen.append)
+    assert tuple(seen) == PER_CLICK_STAGES
+    np.testing.assert_array_equal(with_hook.mask, p.predict(s).mask)  # timing changes nothing

@@ -15,14 +15,14 @@ class Oracle(Predictor):
         super().__init__()
         self.gt = gt
 
-    def _predict(self, session):
+    def _predict(self, session, mark):
         return self.gt.astype(np.float32)
 
 
 class Empty(Predictor):
     name = "empty"
 
-    def _predict(self, session):
+    def _predict(self, session, mark):
         return np.zeros(self.shape, np.float32)
 
 

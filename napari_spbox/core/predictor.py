@@ -143,23 +143,33 @@ class Predictor:
             raise RuntimeError("call set_image() before predicting")
         return self.rgb.shape[:2]
 
-    def predict(self, session: Session) -> Prediction:
-        """Probability map, at the image's full size, for the object described by ``session``."""
+    def predict(self, session: Session, on_stage=None) -> Prediction:
+        """Probability map, at the image's full size, for the object described by ``session``.
+
+        ``on_stage(name)``, if given, is called as each stage of the click ends (the benchmark times
+        them on the real click path): the predictor's own stages, then ``postprocess``.
+        """
         if self.rgb is None:
             raise RuntimeError("call set_image() before predicting")
         if session.shape != self.image_shape:
             raise ValueError(f"session is for a {session.shape} image, predictor holds {self.image_shape}")
+        mark = on_stage or _no_mark
         t0 = time.perf_counter()
         if not session.positives and session.box is None:
             prob = np.zeros(self.image_shape, dtype=np.float32)
         elif self.shape != self.image_shape:
-            prob = _upsample(np.clip(self._predict(session.rescaled(self.shape)), 0.0, 1.0), self.image_shape)
+            prob = _upsample(np.clip(self._predict(session.rescaled(self.shape), mark), 0.0, 1.0), self.image_shape)
         else:
-            prob = np.clip(self._predict(session), 0.0, 1.0).astype(np.float32)
+            prob = np.clip(self._predict(session, mark), 0.0, 1.0).astype(np.float32)
+        mark("postprocess")
         return Prediction(prob, self.threshold, (time.perf_counter() - t0) * 1000.0)
 
-    def _predict(self, session: Session) -> np.ndarray:  # pragma: no cover - abstract
+    def _predict(self, session: Session, mark) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _no_mark(stage: str) -> None:
+    pass
 
 
 def _upsample(prob: np.ndarray, shape) -> np.ndarray:
@@ -215,7 +225,7 @@ class GrabCutPredictor(Predictor):
         super().__init__(**kw)
         self.iterations = iterations
 
-    def _predict(self, session: Session) -> np.ndarray:
+    def _predict(self, session: Session, mark) -> np.ndarray:
         try:
             import cv2
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -250,7 +260,7 @@ class RandomWalkerPredictor(Predictor):
         self.beta = beta
         self.max_side = max_side
 
-    def _predict(self, session: Session) -> np.ndarray:
+    def _predict(self, session: Session, mark) -> np.ndarray:
         from skimage.segmentation import random_walker
         from skimage.transform import resize
 

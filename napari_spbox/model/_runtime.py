@@ -11,7 +11,6 @@ when run on a Qt worker thread next to a napari viewer, and its memory is return
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import subprocess
@@ -57,7 +56,7 @@ class TorchRunner:
             from torch.fx.experimental.optimization import fuse as fx_fuse
 
             try:
-                self.model = fx_fuse(copy.deepcopy(model).eval()).to(memory_format=torch.channels_last)
+                self.model = fx_fuse(model.eval()).to(memory_format=torch.channels_last)  # fuse copies
                 self.name = "fused"
             except Exception as exc:  # an architecture fx cannot trace still runs, only slower
                 warnings.warn(f"could not fold BatchNorm ({exc}); running the network unfused", stacklevel=2)
@@ -77,22 +76,21 @@ class OnnxRunner:
     weights_path : str or Path
         The weights file, exported if no cached graph exists; its content hash names the graph.
     size : int
-        The fixed input side the graph is exported for.
-    threads : int, optional
-        ONNX Runtime intra-op threads; torch's current setting when omitted, so one knob rules both.
+        The fixed input side the graph is exported for. ONNX Runtime uses torch's current thread
+        setting, so one knob (``torch.set_num_threads``, ``--threads``) rules both.
     """
 
     name = "onnx"
 
-    def __init__(self, weights_path, size: int, threads: int | None = None, folder=None):
+    def __init__(self, weights_path, size: int):
         import onnxruntime as ort
 
         key = weights_key(weights_path)
-        self.path = Path(folder or cache_dir()) / f"spbox-{key}-{size}-v{_EXPORT_VERSION}.onnx"
+        self.path = cache_dir() / f"spbox-{key}-{size}-v{_EXPORT_VERSION}.onnx"
         if not self.path.is_file():
             export_onnx(weights_path, self.path, size)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name

@@ -34,13 +34,16 @@ def crop_resize(x: torch.Tensor, window: Box, size: int) -> torch.Tensor:
 
 
 def window_input(rgb: np.ndarray, sp, session: Session, window: Box, size: int, variant: str = "spbox",
-                 transform=None) -> torch.Tensor:
+                 transform=None, mark=None) -> torch.Tensor:
     """The network's ``(6, size, size)`` input for ``window``: RGB + guidance of that crop, resized.
 
     Guidance is painted only inside the window, so the cost follows the crop, not the image.
-    ``transform`` (training's guidance dropout) is applied to the guidance crop.
+    ``transform`` (training's guidance dropout) is applied to the guidance crop; ``mark("guidance")``
+    is called once the guidance maps are painted (stage timing).
     """
     guidance = guidance_stack(sp, session, variant, window)
+    if mark is not None:
+        mark("guidance")
     if transform is not None:
         guidance = transform(guidance)
     x = network_input(rgb[window.top : window.bottom + 1, window.left : window.right + 1], guidance)
@@ -100,9 +103,15 @@ class SPBoxPredictor(Predictor):
         return self.runner(x[None])[0, 0].float()
 
     @torch.inference_mode()
-    def _predict(self, session: Session) -> np.ndarray:
+    def _predict(self, session: Session, mark) -> np.ndarray:
         sp = self.superpixels
         window = zoom_window(guidance_region(sp, session), self.shape)
-        x = window_input(self.rgb, sp, session, window, self.size, self.variant)
-        prob = paste_back(torch.sigmoid(self.forward(x)), window, self.shape)
+        mark("window")
+        x = window_input(self.rgb, sp, session, window, self.size, self.variant, mark=mark)
+        mark("preprocess")
+        logits = self.forward(x)
+        if logits.is_cuda:
+            torch.cuda.synchronize(logits.device)  # queued kernels belong to this stage, not the next
+        mark("forward")
+        prob = paste_back(torch.sigmoid(logits), window, self.shape)
         return enforce_clicks(prob, sp, session) if self.click_consistency else prob

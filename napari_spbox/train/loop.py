@@ -136,15 +136,28 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
             with log_path.open("a", newline="") as f:
                 csv.writer(f).writerow([epoch + 1, step, f"{np.mean(losses):.5f}", f"{cur:.3e}", val.get("noc@85", ""),
                                         val.get("noc@90", ""), val.get("miou5", ""), f"{time.time() - t0:.0f}"])
-            save_weights(model, out_dir / "weights.pt", {
-                "training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step, "batch_size": batch_size,
-                "input_size": size, "loss": loss, "variant": variant, "date": time.strftime("%Y-%m-%d"),
-                "validation": val})
+            card = {"training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step,
+                    "batch_size": batch_size, "input_size": size, "loss": loss, "variant": variant,
+                    "date": time.strftime("%Y-%m-%d"), "validation": val}
+            save_weights(model, out_dir / "weights.pt", card)
+            if _improves(val, out_dir / "best.json"):
+                # picked by the held-apart slice alone, never by an evaluation set
+                save_weights(model, out_dir / "best.pt", card)
         if max_steps and step >= max_steps:
             break
     if distributed:
         dist.destroy_process_group()
     return ckpt
+
+
+def _improves(val: dict, best_card: Path) -> bool:
+    """Whether ``val`` has a lower validation NoC@90 (ties: NoC@85) than the card of the best weights so far."""
+    if "noc@90" not in val:
+        return False
+    if not best_card.is_file():
+        return True
+    best = json.loads(best_card.read_text()).get("validation", {})
+    return (val["noc@90"], val["noc@85"]) < (best.get("noc@90", math.inf), best.get("noc@85", math.inf))
 
 
 @torch.no_grad()
