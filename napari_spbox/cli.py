@@ -99,7 +99,8 @@ def cmd_train(args) -> int:
                  size=args.size, repeats=args.repeats, loss=args.loss, variant=args.variant, init=args.init,
                  resume=args.resume, seed=args.seed, workers=args.workers, val_objects=args.val_objects,
                  device=args.device, max_steps=args.max_steps, cache_dir=args.cache_dir, threads=args.threads,
-                 p_iterative=args.iterative, max_iterative_clicks=args.iterative_clicks)
+                 p_iterative=args.iterative, max_iterative_clicks=args.iterative_clicks,
+                 p_paste=args.copy_paste)
     write_log_json(args.out)
     out = Path(args.out)
     best = f"; lowest validation NoC@90: {out / 'best.pt'}" if (out / "best.pt").is_file() else ""
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability per batch of adding robot clicks on the model's own errors (RITM)")
     t.add_argument("--iterative-clicks", type=int, default=2,
                    help="at most this many such clicks per batch (1..N, drawn uniformly)")
+    t.add_argument("--copy-paste", type=float, default=0.0,
+                   help="probability per sample of pasting its object onto another training image's background")
     t.set_defaults(func=cmd_train)
 
     from .benchmark import add_benchmark_parser

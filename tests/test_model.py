@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage
 
 from napari_spbox.model.network import build_network
 from napari_spbox.model.weights import WeightsError, default_weights_path, load_model, save_weights
@@ -274,3 +275,35 @@ def test_predict_reports_its_stages_in_click_order(disk_image):
     with_hook = p.predict(s, on_stage=seen.append)
     assert tuple(seen) == PER_CLICK_STAGES
     np.testing.assert_array_equal(with_hook.mask, p.predict(s).mask)  # timing changes nothing
+
+
+def test_copy_paste_puts_the_object_on_another_images_background(tmp_path, disk_image):
+    from napari_spbox.core.image import to_rgb_float
+    from napari_spbox.datasets import Item
+    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache, paste_object
+
+    img, mask = disk_image
+    stripes = np.zeros((80, 100, 3), np.uint8)  # another size: it is resized to the object's image
+    stripes[:, (np.arange(100) // 5) % 2 == 0] = (0, 255, 0)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    Image.fromarray(stripes).save(tmp_path / "b.png")
+    Image.fromarray(np.full((80, 100), 255, np.uint8)).save(tmp_path / "mb.png")
+
+    rgb, bg = to_rgb_float(img), to_rgb_float(stripes)
+    comp = paste_object(rgb, mask, bg)
+    inner = ndimage.binary_erosion(mask, iterations=5)  # beyond the feathered seam
+    outer = ~ndimage.binary_dilation(mask, iterations=3)
+    np.testing.assert_allclose(comp[inner], rgb[inner], atol=1e-3)  # the object is untouched
+    assert comp[outer][:, 1].max() > 0.9 and rgb[outer][:, 1].max() < 0.5  # green stripes around it
+
+    items = [Item("a", tmp_path / "a.png", tmp_path / "m.png"), Item("b", tmp_path / "b.png", tmp_path / "mb.png")]
+    ds = ClickSampleDataset(items, SuperpixelCache(tmp_path / "sp", 200), size=64, p_paste=1.0)
+    drawn, mask_drawn, sp = ds._draw(0)[:3]
+    assert drawn.shape == rgb.shape and np.array_equal(mask_drawn, mask)
+    assert drawn[outer][:, 1].max() > 0.9  # sample 0 (the disk) shows the stripes
+    assert sp.labels.shape == mask.shape and not np.array_equal(sp.labels, ds._load(0)[2].labels)
+    again = ds._draw(0)  # iterative training redraws a sample: the very same composite and clicks
+    assert again[0] is drawn and again[3].clicks == ds._draw(0)[3].clicks
+    plain = ClickSampleDataset(items, SuperpixelCache(tmp_path / "sp", 200), size=64)
+    assert np.array_equal(plain._draw(0)[0], rgb)  # off by default

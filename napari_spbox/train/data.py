@@ -1,8 +1,9 @@
 """Training samples: cached superpixels, simulated clicks, guidance, zoom-in crop, augmentation.
 
 The guidance and crop come from the same functions inference uses (``zoom_window``,
-``window_input``); augmentation only jitters the crop window,
-flips and recolours, so the guidance geometry stays exactly what a user's clicks would produce.
+``window_input``); augmentation jitters the crop window, flips, recolours and (copy-paste) puts the
+object on another training image's background, so the guidance geometry stays exactly what a user's
+clicks on that image would produce.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
+from skimage.transform import resize
 from torch.utils.data import Dataset
 
 from ..core.image import to_rgb_float
@@ -85,19 +88,37 @@ def _colour_jitter(x: torch.Tensor, rng) -> torch.Tensor:
     return torch.cat([rgb.clamp(-1, 1), x[3:]], 0)
 
 
+def paste_object(rgb: np.ndarray, mask: np.ndarray, background: np.ndarray, flip: bool = False) -> np.ndarray:
+    """Copy-paste augmentation: the object of ``(rgb, mask)`` in place over another image.
+
+    ``background`` (any size, float RGB) is resized to ``rgb``'s size and optionally mirrored; the
+    object keeps its position and mask. The seam is feathered (Gaussian, sigma 1 px) so the network
+    cannot find the object by a one-pixel cut edge alone.
+    """
+    bg = resize(background, rgb.shape[:2], order=1, preserve_range=True, anti_aliasing=False).astype(rgb.dtype)
+    if flip:
+        bg = bg[:, ::-1]
+    alpha = ndimage.gaussian_filter(mask.astype(np.float32), 1.0)[..., None]
+    return (alpha * rgb + (1.0 - alpha) * bg).astype(rgb.dtype)
+
+
 class ClickSampleDataset(Dataset):
     """``repeats`` simulated click sets per object; sample ``i`` of epoch ``e`` is seeded by (seed, e, i).
 
     ``p_robot`` of the samples carry standard-robot-like clicks (:func:`robot_like_session`), the rest
-    the paper's simulation (Sec. 3.4).
+    the paper's simulation (Sec. 3.4). ``p_paste`` of the samples (with ``augment``) show their object on
+    another training image's background (:func:`paste_object`); such a composite gets its own SLIC
+    superpixels, computed per sample, since the cached ones belong to the original image.
     """
 
     def __init__(self, items, cache: SuperpixelCache, size: int = 320, repeats: int = 1, seed: int = 0,
-                 variant: str = "spbox", augment: bool = True, p_robot: float = 0.4):
+                 variant: str = "spbox", augment: bool = True, p_robot: float = 0.4, p_paste: float = 0.0):
         self.items, self.cache, self.size, self.p_robot = list(items), cache, size, p_robot
         self.repeats, self.seed, self.variant, self.augment = repeats, seed, variant, augment
+        self.p_paste = p_paste
         self.epoch = 0
         self._loaded: dict = {}
+        self._pasted: dict = {}  # (epoch, i) -> composite: iterative training redraws a sample
 
     def __len__(self):
         return len(self.items) * self.repeats
@@ -114,11 +135,25 @@ class ClickSampleDataset(Dataset):
         """Everything random about sample ``i`` of this epoch: clicks, window, augmentation seed."""
         rng = np.random.default_rng([self.seed, self.epoch, i])
         rgb, mask, sp = self._load(i % len(self.items))
+        if self.augment and self.p_paste and len(self.items) > 1 and rng.uniform() < self.p_paste:
+            rgb, sp = self._composite(i, rgb, mask, rng)
         session = simulate_session(mask, sp, rng, p_robot=self.p_robot)
         window = zoom_window(guidance_region(sp, session), rgb.shape)
         if self.augment:
             window = _jitter_window(window, rgb.shape, rng)
         return rgb, mask, sp, session, window, int(rng.integers(2**32))
+
+    def _composite(self, i, rgb, mask, rng):
+        """Copy-paste: sample ``i``'s object over a random other item's image, with its own superpixels."""
+        other = (i % len(self.items) + 1 + int(rng.integers(len(self.items) - 1))) % len(self.items)
+        flip = bool(rng.uniform() < 0.5)
+        key = (self.epoch, i)
+        if key not in self._pasted:
+            if len(self._pasted) > 64:
+                self._pasted.clear()
+            comp = paste_object(rgb, mask, self._load(other)[0], flip)
+            self._pasted[key] = (comp, compute_superpixels(comp, self.cache.n_segments))
+        return self._pasted[key]
 
     def _render(self, rgb, mask, sp, session, window, aug_seed):
         arng = np.random.default_rng(aug_seed)  # re-rendering with more clicks repeats the augmentation
