@@ -92,6 +92,17 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_plot_training(args) -> int:
+    from .report import plot_training
+
+    logs = {}
+    for spec in args.logs:
+        label, sep, path = spec.partition("=")
+        logs[label if sep else Path(spec).parent.name] = path if sep else spec
+    print(plot_training(args.out, logs))
+    return 0
+
+
 def cmd_train(args) -> int:
     from .train.loop import train, write_log_json
 
@@ -147,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("out")
     pl.add_argument("summaries", nargs="+")
     pl.set_defaults(func=cmd_plot)
+
+    pt = sub.add_parser("plot-training", help="draw validation NoC@90 / mIoU@5 per epoch of spbox train runs")
+    pt.add_argument("out")
+    pt.add_argument("logs", nargs="+", help="RUN_DIR/log.csv, or LABEL=RUN_DIR/log.csv")
+    pt.set_defaults(func=cmd_plot_training)
 
     t = sub.add_parser("train", help="train an SPBox network on simulated clicks")
     t.add_argument("--data", nargs="+", required=True, help="dataset paths (img/+gt/ folders, COCO JSON)")

@@ -81,3 +81,38 @@ def plot_miou(path, summaries: list) -> Path:
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def plot_training(path, logs: dict) -> Path:
+    """Validation NoC@90 and mIoU after 5 clicks per epoch, for one or several ``spbox train`` runs.
+
+    ``logs`` maps a label to a run's ``log.csv``. The training loss is left out on purpose: BCE and
+    focal losses are on different scales, while the validation figures compare any two runs.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
+    for label, log in logs.items():
+        rows = [r for r in csv.DictReader(Path(log).open()) if r.get("val_noc90")]
+        if not rows:
+            raise ValueError(f"{log}: no validated epochs (is it a spbox train log.csv?)")
+        epochs = [int(r["epoch"]) for r in rows]
+        best = min(rows, key=lambda r: (float(r["val_noc90"]), float(r["val_noc85"])))
+        a.plot(epochs, [float(r["val_noc90"]) for r in rows], marker="o", ms=3,
+               label=f"{label} (best {float(best['val_noc90']):.2f}, epoch {best['epoch']})")
+        b.plot(epochs, [float(r["val_miou5"]) for r in rows], marker="o", ms=3, label=label)
+    a.set_ylabel("validation NoC@90 (lower is better)")
+    b.set_ylabel("validation mIoU after 5 clicks")
+    for ax in (a, b):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path

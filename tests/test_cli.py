@@ -62,3 +62,17 @@ def test_demo_segments_the_coffee_cup_with_shipped_weights(tmp_path, capsys):
     text = capsys.readouterr().out
     assert out.stat().st_size > 10000 and "click 3" in text
     assert int(text.split("click 3")[1].split(":")[1].split("px")[0]) > 1000  # a real mask, not an empty one
+
+
+def test_plot_training_compares_runs_and_refuses_other_csvs(tmp_path, capsys):
+    header = "epoch,step,loss,lr,val_noc85,val_noc90,val_miou5,seconds\n"
+    for name, rows in (("a", ["1,10,0.2,1e-3,8.0,9.0,0.40,5", "2,20,0.1,5e-4,7.5,8.5,0.45,5"]),
+                       ("b", ["1,10,0.9,1e-3,8.2,9.1,0.42,5"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log.csv").write_text(header + "\n".join(rows) + "\n")
+    out = tmp_path / "train.png"
+    assert main(["plot-training", str(out), str(tmp_path / "a" / "log.csv"), f"focal={tmp_path / 'b' / 'log.csv'}"]) == 0
+    assert out.stat().st_size > 1000 and str(out) in capsys.readouterr().out
+    (tmp_path / "other.csv").write_text(header)  # a log without validated epochs
+    assert main(["plot-training", str(tmp_path / "x.png"), str(tmp_path / "other.csv")]) == 2
+    assert "no validated epochs" in capsys.readouterr().err
