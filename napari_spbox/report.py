@@ -108,6 +108,7 @@ def plot_training(path, logs: dict) -> Path:
     b.set_ylabel("validation mIoU after 5 clicks")
     for ax in (a, b):
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     path = Path(path)
