@@ -113,3 +113,23 @@ def test_large_image_runs_at_working_resolution_and_returns_full_size():
     s.add_click(2200, 2700, False)
     out = pred.predict(s)
     assert out.prob.shape == (h, w) and iou(out.mask, gt) > 0.9
+
+
+def test_strict_session_keeps_the_mask_inside_its_box(scene):
+    """Strict protocol: negatives outside the box are refused, so nothing outside it may be foreground."""
+    from napari_spbox.core.protocol import Session
+
+    img, _ = scene
+    spill = Oracle(np.ones((80, 100), bool))  # a network that spills over the whole image
+    spill.set_image(img)
+    strict, free = Session(img.shape), Session(img.shape, strict=False)
+    for s in (strict, free):
+        s.add_click(40, 50, True)
+        s.add_click(50, 65, False)  # box rows 25-55, cols 35-65
+    box = strict.box
+    inside = np.zeros((80, 100), bool)
+    inside[box.top : box.bottom + 1, box.left : box.right + 1] = True
+    assert np.array_equal(spill.predict(strict).mask, inside)
+    assert spill.predict(free).mask.all()  # non-strict (standard robot, CVAT): no such promise
+    strict.add_click(40, 80, True)  # a positive outside grows the box, and the mask with it
+    assert spill.predict(strict).mask[40, 80] and spill.predict(strict).mask.sum() > inside.sum()

@@ -87,6 +87,20 @@ def enforce_clicks(prob: np.ndarray, sp: Superpixels, session: Session) -> np.nd
     return prob
 
 
+def keep_inside_box(prob: np.ndarray, box) -> np.ndarray:
+    """Zero the probability outside ``box``, in place: under the strict protocol the box encloses the object.
+
+    The network may still spill onto look-alike background beyond the box, and there a user could not
+    undo it: the protocol refuses negative clicks outside the box (Sec. 3.1). A positive click outside
+    grows the box first, so no clicked object part is ever cut.
+    """
+    prob[: box.top] = 0.0
+    prob[box.bottom + 1 :] = 0.0
+    prob[:, : box.left] = 0.0
+    prob[:, box.right + 1 :] = 0.0
+    return prob
+
+
 class Predictor:
     """Base class: holds one image, its normalised RGB and its superpixels.
 
@@ -147,7 +161,8 @@ class Predictor:
         """Probability map, at the image's full size, for the object described by ``session``.
 
         ``on_stage(name)``, if given, is called as each stage of the click ends (the benchmark times
-        them on the real click path): the predictor's own stages, then ``postprocess``.
+        them on the real click path): the predictor's own stages, then ``postprocess``. In a strict
+        session nothing outside the enclosing box is foreground (:func:`keep_inside_box`).
         """
         if self.rgb is None:
             raise RuntimeError("call set_image() before predicting")
@@ -161,6 +176,8 @@ class Predictor:
             prob = _upsample(np.clip(self._predict(session.rescaled(self.shape), mark), 0.0, 1.0), self.image_shape)
         else:
             prob = np.clip(self._predict(session, mark), 0.0, 1.0).astype(np.float32)
+        if session.strict and session.box is not None:
+            keep_inside_box(prob, session.box)
         mark("postprocess")
         return Prediction(prob, self.threshold, (time.perf_counter() - t0) * 1000.0)
 
