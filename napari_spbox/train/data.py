@@ -145,7 +145,8 @@ class ClickSampleDataset(Dataset):
 
     def _composite(self, i, rgb, mask, rng):
         """Copy-paste: sample ``i``'s object over a random other item's image, with its own superpixels."""
-        other = (i % len(self.items) + 1 + int(rng.integers(len(self.items) - 1))) % len(self.items)
+        n = len(self.items)
+        other = (i % n + int(rng.integers(1, n))) % n  # any item but this one
         flip = bool(rng.uniform() < 0.5)
         key = (self.epoch, i)
         if key not in self._pasted:
