@@ -9,6 +9,7 @@ clicks on that image would produce.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,10 @@ class SuperpixelCache:
             sp = Superpixels.from_labels(np.load(f))
         else:
             sp = compute_superpixels(rgb, self.n_segments)
-            np.save(f, sp.labels.astype(np.int16 if sp.n < 32768 else np.int32))
+            # DataLoader workers share the folder: write aside and rename, so none reads a half-written file
+            tmp = f.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, sp.labels.astype(np.int16 if sp.n < 32768 else np.int32))
+            os.replace(tmp, f)
         self._mem[key] = sp
         return sp
 
