@@ -179,6 +179,33 @@ def test_iterative_training_click_lands_on_the_error(tmp_path, disk_image):
     raise AssertionError("every sample had its guidance dropped")
 
 
+def test_error_clicks_in_worker_processes_match_the_serial_ones(tmp_path, disk_image):
+    from napari_spbox.datasets import Item
+    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
+    from napari_spbox.train.loop import _add_error_clicks, _error_click_pool
+
+    img, mask = disk_image
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    ds = ClickSampleDataset([Item("a", tmp_path / "a.png", tmp_path / "m.png")], SuperpixelCache(tmp_path / "sp", 200),
+                            size=64, repeats=8)
+    ds.epoch = 3  # the workers must follow the training process's epoch, not the one they were forked with
+    batch = [ds[i] for i in range(8)]
+    x, idx = torch.stack([b[0] for b in batch]), torch.tensor([b[2] for b in batch])
+    torch.manual_seed(0)
+    model = build_network("efficientnet_lite0", pretrained=False)  # untrained: errors everywhere to click on
+    serial = _add_error_clicks(model, ds, x.clone(), idx, "cpu", 2)
+    ds.epoch = 0
+    pool = _error_click_pool(ds, 2)
+    ds.epoch = 3
+    try:
+        pooled = _add_error_clicks(model, ds, x.clone(), idx, "cpu", 2, pool)
+    finally:
+        pool.terminate()
+    assert not torch.equal(serial, x)  # clicks were added
+    assert torch.equal(serial, pooled)
+
+
 def _coffee_session():
     from skimage import data
 

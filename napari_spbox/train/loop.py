@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import multiprocessing as mp
 import os
 import time
 from pathlib import Path
@@ -61,6 +62,8 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     if device is None:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # set_device needs an index; under torchrun, this rank's
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(seed + rank)
@@ -101,51 +104,56 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
         log_path.write_text("epoch,step,loss,lr,val_noc85,val_noc90,val_miou5,seconds\n")
 
     ckpt = out_dir / "last.pt"
-    for epoch in range(start_epoch, epochs):
-        ds.epoch = epoch
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        net.train()
-        losses, t0 = [], time.time()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or rank != 0)
-        iter_rng = np.random.default_rng([seed, rank, epoch])
-        for x, y, idx in bar:
-            if p_iterative and iter_rng.uniform() < p_iterative:
-                x = _add_error_clicks(model, ds, x, idx, device, iter_rng.integers(1, max_iterative_clicks + 1))
-            cur = lr * min(1.0, (step + 1) / 200) * (1 - min(step, total - 1) / total) ** 0.9
-            for g in opt.param_groups:
-                g["lr"] = cur
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = net(x)
-            batch_loss = loss_fn(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(batch_loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(batch_loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{cur:.2e}")
-            step += 1
+    pool = _error_click_pool(ds, workers) if p_iterative and workers > 0 else None
+    try:
+        for epoch in range(start_epoch, epochs):
+            ds.epoch = epoch
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            net.train()
+            losses, t0 = [], time.time()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or rank != 0)
+            iter_rng = np.random.default_rng([seed, rank, epoch])
+            for x, y, idx in bar:
+                if p_iterative and iter_rng.uniform() < p_iterative:
+                    x = _add_error_clicks(model, ds, x, idx, device, iter_rng.integers(1, max_iterative_clicks + 1), pool)
+                cur = lr * min(1.0, (step + 1) / 200) * (1 - min(step, total - 1) / total) ** 0.9
+                for g in opt.param_groups:
+                    g["lr"] = cur
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if device.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    logits = net(x)
+                batch_loss = loss_fn(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(batch_loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                losses.append(batch_loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{cur:.2e}")
+                step += 1
+                if max_steps and step >= max_steps:
+                    break
+            if rank == 0:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
+                            "arch": model.arch, "variant": variant}, ckpt)
+                val = validate(model, val_items[:val_objects], val_clicks, variant, device, progress) if val_objects else {}
+                with log_path.open("a", newline="") as f:
+                    csv.writer(f).writerow([epoch + 1, step, f"{np.mean(losses):.5f}", f"{cur:.3e}", val.get("noc@85", ""),
+                                            val.get("noc@90", ""), val.get("miou5", ""), f"{time.time() - t0:.0f}"])
+                card = {"training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step,
+                        "batch_size": batch_size, "input_size": size, "loss": loss, "variant": variant,
+                        "date": time.strftime("%Y-%m-%d"), "validation": val}
+                save_weights(model, out_dir / "weights.pt", card)
+                if _improves(val, out_dir / "best.json"):
+                    # picked by the held-apart slice alone, never by an evaluation set
+                    save_weights(model, out_dir / "best.pt", card)
             if max_steps and step >= max_steps:
                 break
-        if rank == 0:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                        "arch": model.arch, "variant": variant}, ckpt)
-            val = validate(model, val_items[:val_objects], val_clicks, variant, device, progress) if val_objects else {}
-            with log_path.open("a", newline="") as f:
-                csv.writer(f).writerow([epoch + 1, step, f"{np.mean(losses):.5f}", f"{cur:.3e}", val.get("noc@85", ""),
-                                        val.get("noc@90", ""), val.get("miou5", ""), f"{time.time() - t0:.0f}"])
-            card = {"training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step,
-                    "batch_size": batch_size, "input_size": size, "loss": loss, "variant": variant,
-                    "date": time.strftime("%Y-%m-%d"), "validation": val}
-            save_weights(model, out_dir / "weights.pt", card)
-            if _improves(val, out_dir / "best.json"):
-                # picked by the held-apart slice alone, never by an evaluation set
-                save_weights(model, out_dir / "best.pt", card)
-        if max_steps and step >= max_steps:
-            break
+    finally:
+        if pool is not None:
+            pool.terminate()
     if distributed:
         dist.destroy_process_group()
     return ckpt
@@ -162,19 +170,54 @@ def _improves(val: dict, best_card: Path) -> bool:
 
 
 @torch.no_grad()
-def _add_error_clicks(model, ds, x, idx, device, rounds: int):
+def _add_error_clicks(model, ds, x, idx, device, rounds: int, pool=None):
     """Iterative training: ``rounds`` times, predict the batch and add each sample's next robot click on
-    its current error, so the network learns to correct its own mistakes (RITM's scheme)."""
+    its current error, so the network learns to correct its own mistakes (RITM's scheme).
+
+    Each error click redraws and re-renders its sample on the CPU (~0.1-0.3 s). Done one after another
+    in the training process, that starved an H200 (1.8 s a step at batch 16), so ``pool`` (worker
+    processes made by :func:`_error_click_pool`) spreads a batch's clicks out; results are the same.
+    """
     model.eval()
     extras = [[] for _ in idx]
     for _ in range(rounds):
-        prob = torch.sigmoid(model(x.to(device)).float())[:, 0].cpu()
-        for b, i in enumerate(idx.tolist()):
-            new = ds.with_error_click(i, prob[b], extras[b])
+        prob = torch.sigmoid(model(x.to(device)).float())[:, 0].cpu().numpy()
+        jobs = [(ds.epoch, i, prob[b], extras[b]) for b, i in enumerate(idx.tolist())]
+        done = pool.map(_error_click, jobs) if pool is not None else [_error_click_on(ds, job) for job in jobs]
+        for b, (new, extra) in enumerate(done):
+            extras[b] = extra
             if new is not None:
-                x[b] = new
+                x[b] = torch.from_numpy(new)
     model.train()
     return x
+
+
+def _error_click_on(ds, job):
+    """One sample's next error click: ``(new input or None, clicks so far)``, as plain arrays for pickling."""
+    epoch, i, prob, extra = job
+    ds.epoch = epoch  # a pool worker's copy of the dataset does not follow the epochs by itself
+    extra = list(extra)
+    new = ds.with_error_click(i, torch.from_numpy(prob), extra)
+    return (None if new is None else new.numpy()), extra
+
+
+_POOL_DATASET = None  # the dataset inside an error-click worker process
+
+
+def _pool_init(ds):
+    global _POOL_DATASET
+    _POOL_DATASET = ds
+    torch.set_num_threads(1)  # many such processes share the cores
+
+
+def _error_click(job):
+    return _error_click_on(_POOL_DATASET, job)
+
+
+def _error_click_pool(ds, processes: int):
+    """Worker processes for :func:`_add_error_clicks` (fork where the platform has it: no dataset copy)."""
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else "spawn").Pool(processes, _pool_init, (ds,))
 
 
 def validate(model, items, max_clicks, variant, device, progress=True) -> dict:
