@@ -154,15 +154,21 @@ def test_train_runs_unchanged_under_torchrun(tmp_path, disk_image):
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
 
 
-def test_iterative_training_click_lands_on_the_error(tmp_path, disk_image):
+def _one_object_dataset(tmp_path, disk_image):
+    """8 simulated click sets at 64x64 of the disk image, saved as files like a user's data."""
     from napari_spbox.datasets import Item
     from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
 
     img, mask = disk_image
     Image.fromarray(img).save(tmp_path / "a.png")
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
-    ds = ClickSampleDataset([Item("a", tmp_path / "a.png", tmp_path / "m.png")], SuperpixelCache(tmp_path / "sp", 200),
-                            size=64, repeats=8)
+    return ClickSampleDataset([Item("a", tmp_path / "a.png", tmp_path / "m.png")],
+                              SuperpixelCache(tmp_path / "sp", 200), size=64, repeats=8)
+
+
+def test_iterative_training_click_lands_on_the_error(tmp_path, disk_image):
+    mask = disk_image[1]
+    ds = _one_object_dataset(tmp_path, disk_image)
     for i in range(8):
         x, y, idx = ds[i]
         if bool((x[3:] == 1).all()):
@@ -180,15 +186,9 @@ def test_iterative_training_click_lands_on_the_error(tmp_path, disk_image):
 
 
 def test_error_clicks_in_worker_processes_match_the_serial_ones(tmp_path, disk_image):
-    from napari_spbox.datasets import Item
-    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
     from napari_spbox.train.loop import _add_error_clicks, _error_click_pool
 
-    img, mask = disk_image
-    Image.fromarray(img).save(tmp_path / "a.png")
-    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
-    ds = ClickSampleDataset([Item("a", tmp_path / "a.png", tmp_path / "m.png")], SuperpixelCache(tmp_path / "sp", 200),
-                            size=64, repeats=8)
+    ds = _one_object_dataset(tmp_path, disk_image)
     ds.epoch = 3  # the workers must follow the training process's epoch, not the one they were forked with
     batch = [ds[i] for i in range(8)]
     x, idx = torch.stack([b[0] for b in batch]), torch.tensor([b[2] for b in batch])
