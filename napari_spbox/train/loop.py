@@ -59,9 +59,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
-    if device is None:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None:  # set_device needs an index; under torchrun, this rank's
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if device.type == "cuda":
@@ -137,18 +135,12 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
                     break
             if rank == 0:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                            "arch": model.arch, "variant": variant}, ckpt)
+                            "arch": model.arch, "variant": variant}, ckpt)  # before validation: a cut run resumes
                 val = validate(model, val_items[:val_objects], val_clicks, variant, device, progress) if val_objects else {}
-                with log_path.open("a", newline="") as f:
-                    csv.writer(f).writerow([epoch + 1, step, f"{np.mean(losses):.5f}", f"{cur:.3e}", val.get("noc@85", ""),
-                                            val.get("noc@90", ""), val.get("miou5", ""), f"{time.time() - t0:.0f}"])
                 card = {"training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step,
                         "batch_size": batch_size, "input_size": size, "loss": loss, "variant": variant,
                         "date": time.strftime("%Y-%m-%d"), "validation": val}
-                save_weights(model, out_dir / "weights.pt", card)
-                if _improves(val, out_dir / "best.json"):
-                    # picked by the held-apart slice alone, never by an evaluation set
-                    save_weights(model, out_dir / "best.pt", card)
+                _log_epoch(model, out_dir, card, [f"{np.mean(losses):.5f}", f"{cur:.3e}"], time.time() - t0)
             if max_steps and step >= max_steps:
                 break
     finally:
@@ -157,6 +149,18 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     if distributed:
         dist.destroy_process_group()
     return ckpt
+
+
+def _log_epoch(model, out_dir: Path, card: dict, loss_lr: list, seconds: float) -> None:
+    """One ``log.csv`` row, the epoch's weights, and ``best.pt`` if its validation NoC is the lowest so far."""
+    val = card["validation"]
+    with (out_dir / "log.csv").open("a", newline="") as f:
+        csv.writer(f).writerow([card["epochs"], card["steps"], *loss_lr, val.get("noc@85", ""), val.get("noc@90", ""),
+                                val.get("miou5", ""), f"{seconds:.0f}"])
+    save_weights(model, out_dir / "weights.pt", card)
+    if _improves(val, out_dir / "best.json"):
+        # picked by the held-apart slice alone, never by an evaluation set
+        save_weights(model, out_dir / "best.pt", card)
 
 
 def _improves(val: dict, best_card: Path) -> bool:
