@@ -40,7 +40,7 @@ COFFEE_CLICKS = [
 ]
 
 PER_IMAGE_STAGES = ("set_image", "slic")
-PER_CLICK_STAGES = ("window", "guidance", "preprocess", "forward", "postprocess")
+PER_CLICK_STAGES = ("window", "guidance", "preprocess", "forward", "refine", "postprocess")
 
 
 def _default_data() -> list:
@@ -239,7 +239,7 @@ def _warm_up(spbox, grabcut) -> None:
 
 def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DEFAULT_CLICKS, sizes=DEFAULT_SIZES,
                   device: str = "cpu", weights=None, threads: int | None = None, grabcut: bool = True,
-                  progress: bool = True, backend: str = "auto") -> dict:
+                  progress: bool = True, backend: str = "auto", refine: bool = True) -> dict:
     """Run the benchmark and return the JSON-ready summary (see the module docstring).
 
     Parameters
@@ -261,6 +261,8 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
         Also time OpenCV GrabCut on the same sessions.
     backend : str
         How the network runs (see :func:`napari_spbox.model._runtime.make_runner`).
+    refine : bool
+        Time the click with edge refinement (the default predictor) or without it.
     """
     import torch
     from tqdm import tqdm
@@ -280,7 +282,7 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
     images = load_images(data or _default_data(), limit)
 
     t0 = time.perf_counter()
-    spbox = make_predictor("spbox", weights=weights, device=device, backend=backend)
+    spbox = make_predictor("spbox", weights=weights, device=device, backend=backend, refine=refine)
     load_ms = (time.perf_counter() - t0) * 1000.0
     gc = make_predictor("grabcut", iterations=5) if grabcut else None
     _warm_up(spbox, gc)
@@ -343,7 +345,8 @@ def format_table(result: dict) -> str:
 
 def cmd_benchmark(args) -> int:
     result = run_benchmark(args.data, args.limit, args.clicks, args.size or list(DEFAULT_SIZES), args.device,
-                           args.weights, args.threads, grabcut=not args.no_grabcut, backend=args.backend)
+                           args.weights, args.threads, grabcut=not args.no_grabcut, backend=args.backend,
+                           refine=not args.no_refine)
     print(format_table(result))
     short = [label for label, r in result["by_size"].items() if not r["click_ms"] or r["click_ms"]["n"] < MIN_LATER_CLICKS]
     if short:
@@ -369,6 +372,7 @@ def add_benchmark_parser(subparsers):
                    help="how the network runs: auto (ONNX Runtime if installed, else fused torch), onnx, fused, torch")
     b.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads (default: theirs)")
     b.add_argument("--json", default=None, help="write the full results here")
+    b.add_argument("--no-refine", action="store_true", help="time the click without edge refinement")
     b.add_argument("--no-grabcut", action="store_true", help="skip the OpenCV GrabCut comparison")
     b.set_defaults(func=cmd_benchmark)
     return b

@@ -28,7 +28,7 @@ def cmd_segment(args) -> int:
     from .report import save_overlay
 
     image = load_image(args.image)
-    kw = {"weights": args.weights, "device": args.device} if args.method == "spbox" else {}
+    kw = {"weights": args.weights, "device": args.device, "refine": not args.no_refine} if args.method == "spbox" else {}
     predictor = make_predictor(args.method, **kw)
     predictor.set_image(image)
     if args.box:
@@ -60,13 +60,15 @@ def cmd_evaluate(args) -> int:
     if args.limit:
         items = items[: args.limit]
     kw = ({"weights": args.weights, "device": args.device, "variant": args.variant,
-           "click_consistency": not args.raw_network} if args.method == "spbox" else {})
+           "click_consistency": not args.raw_network, "refine": not (args.raw_network or args.no_refine)}
+          if args.method == "spbox" else {})
     predictor = make_predictor(args.method, n_segments=args.superpixels, **kw)
     per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
     summary = summarise(per_object, args.max_clicks)
     summary.update(method=args.method, protocol=args.protocol, dataset=str(args.path), start_from_mask=args.start_from_mask)
     if args.method == "spbox":
         summary["click_consistency"] = not args.raw_network
+        summary["refine"] = not (args.raw_network or args.no_refine)
     if args.start_from_mask:
         summary["miou_start"] = float(np.mean([o["iou0"] for o in per_object]))
     print(json.dumps({k: v for k, v in summary.items() if k != "miou_per_click"}, indent=1))
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="spbox", choices=["spbox", "grabcut", "random-walker"])
     s.add_argument("--weights", default=None)
     s.add_argument("--device", default="cpu")
+    s.add_argument("--no-refine", action="store_true", help="spbox: keep the network's outline (no edge refinement)")
     s.add_argument("--non-strict", action="store_true", help="accept clicks that break the protocol")
     s.add_argument("--out", default="segment.png")
     s.add_argument("--mask-out", default=None, help="also write the mask as a PNG")
@@ -148,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--variant", default="spbox", help="guidance variant of the weights (spbox, eu, bbox, dt)")
     e.add_argument("--superpixels", type=int, default=1000)
     e.add_argument("--raw-network", action="store_true",
-                   help="spbox: the network's output as is, without giving clicked superpixels their click's label")
+                   help="spbox: the network's output as is (no click consistency, no edge refinement)")
+    e.add_argument("--no-refine", action="store_true", help="spbox: without edge refinement (click consistency kept)")
     e.add_argument("--json", default=None, help="write the summary here (and a per-object CSV beside it)")
     e.add_argument("--plot", default=None, help="write the mIoU-vs-clicks plot here")
     e.add_argument("--compare", nargs="*", help="other --json summaries to draw on the same plot")

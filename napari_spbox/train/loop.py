@@ -229,7 +229,8 @@ def validate(model, items, max_clicks, variant, device, progress=True) -> dict:
     was_training = model.training
     model.eval()
     # the network's own output: click consistency would hide what training changed
-    pred = SPBoxPredictor(model=model, device=str(device), variant=variant, click_consistency=False)
+    pred = SPBoxPredictor(model=model, device=str(device), variant=variant, click_consistency=False,
+                         refine=False)
     res = summarise(evaluate(pred, items, max_clicks=max_clicks, progress=False), max_clicks)
     model.train(was_training)
     miou = res["miou_per_click"]

@@ -1,0 +1,83 @@
+"""Edge refinement: the outline moves onto the object's colour edge, nothing else moves."""
+
+import numpy as np
+import pytest
+
+from napari_spbox.core.image import to_rgb_float
+from napari_spbox.core.predictor import refine_edges
+from napari_spbox.core.protocol import Box, Session
+from napari_spbox.evaluation.metrics import iou
+
+
+def _session(shape, clicks):
+    s = Session(shape, strict=False)
+    for c in clicks:
+        s.add_click(*c)
+    return s
+
+
+def _prob(mask):
+    return np.where(mask, 0.9, 0.1).astype(np.float32)
+
+
+def test_a_shifted_outline_snaps_to_the_object(disk_image):
+    img, mask = disk_image
+    shifted = np.roll(mask, (6, -5), axis=(0, 1))  # the network's outline, a few pixels off
+    s = _session(mask.shape, [(80, 100, True), (80, 150, False)])
+    prob = refine_edges(to_rgb_float(img), _prob(shifted), s, Box(0, 0, 159, 199))
+    assert iou(shifted, mask) < 0.8
+    assert iou(prob > 0.49, mask) > 0.97
+
+
+def test_far_from_the_outline_the_network_decides(disk_image):
+    """A wrong region deeper than the band is the network's call (a click fixes it), not GrabCut's."""
+    img, mask = disk_image
+    net = mask.copy()
+    wrong = np.zeros_like(mask)
+    wrong[10:70, 140:200] = True  # background the network took for object
+    net = np.roll(mask, 5, axis=1) | wrong
+    s = _session(mask.shape, [(80, 100, True)])
+    out = refine_edges(to_rgb_float(img), _prob(net), s, Box(0, 0, 159, 199)) > 0.49
+    assert out[30:50, 160:180].all()  # deep inside the wrong region: kept
+    assert iou(out, mask, ignore=wrong) > 0.97 > iou(net, mask, ignore=wrong)  # the disk's outline still snaps
+
+
+def test_clicks_are_hard_seeds_and_probabilities_keep_the_networks_values(disk_image):
+    img, mask = disk_image
+    s = _session(mask.shape, [(80, 100, True), (80, 135, False)])  # negative just inside the disk's edge
+    prob = _prob(mask)
+    prob[mask] = np.linspace(0.6, 1.0, mask.sum())
+    before = prob.copy()
+    out = refine_edges(to_rgb_float(img), prob, s, Box(0, 0, 159, 199))
+    assert out[80, 135] <= 0.49 and out[80, 100] > 0.49
+    same_side = (out > 0.49) == (before > 0.49)
+    np.testing.assert_array_equal(out[same_side], before[same_side])  # only the side of the threshold moved
+
+
+def test_nothing_to_learn_from_leaves_the_probability_alone(disk_image):
+    img, mask = disk_image
+    prob = np.zeros(mask.shape, np.float32)
+    s = _session(mask.shape, [(80, 150, False)])
+    out = refine_edges(to_rgb_float(img), prob.copy(), s, Box(0, 0, 159, 199))
+    np.testing.assert_array_equal(out, prob)
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_predictor_refinement_switch(disk_image, refine):
+    """The refined click is at least as good on a clear edge, and only the band around the outline differs."""
+    from scipy import ndimage
+
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    img, mask = disk_image
+    p, plain = SPBoxPredictor(refine=refine), SPBoxPredictor(refine=False)
+    for pred in (p, plain):
+        pred.set_image(img)
+    s = _session(mask.shape, [(80, 100, True), (80, 150, False)])
+    a, b = p.predict(s).mask, plain.predict(s).mask
+    assert iou(a, mask) >= iou(b, mask) - 0.005
+    if not refine:
+        np.testing.assert_array_equal(a, b)
+    else:
+        near_outline = ndimage.binary_dilation(b ^ ndimage.binary_erosion(b), iterations=40)
+        assert not (a != b)[~near_outline].any()
