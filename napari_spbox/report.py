@@ -66,7 +66,8 @@ def plot_miou(path, summaries: list) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for s in summaries:
         m = s["miou_per_click"]
-        raw = ", raw network" if s.get("click_consistency") is False else ""
+        raw = (", raw network" if s.get("click_consistency") is False
+               else ", no edge refinement" if s.get("refine") is False else "")
         label = f"{s.get('method', '?')} ({s.get('protocol', 'standard')}{raw}) NoC@90={s['noc@90']:.2f}"
         ax.plot(range(1, len(m) + 1), m, marker="o", ms=3, label=label)
     ax.set_xlabel("clicks")
