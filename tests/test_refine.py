@@ -81,3 +81,28 @@ def test_predictor_refinement_switch(disk_image, refine):
     else:
         near_outline = ndimage.binary_dilation(b ^ ndimage.binary_erosion(b), iterations=40)
         assert not (a != b)[~near_outline].any()
+
+
+def test_the_same_clicks_give_the_same_mask():
+    """GrabCut's k-means draws from OpenCV's global RNG; a repeated click must not change the mask."""
+    import cv2
+    from skimage import data
+
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    img = data.coffee()
+    p = SPBoxPredictor()
+    p.set_image(img)
+    s = _session(img.shape[:2], [(330, 300, True), (395, 520, False), (268, 300, False)])  # the saucer
+    first = p.predict(s).mask
+    for _ in range(3):
+        cv2.randu(np.zeros((10, 10), np.float32), 0, 1)  # someone else used the RNG in between
+        np.testing.assert_array_equal(p.predict(s).mask, first)
+
+
+def test_refinement_on_a_reduced_copy_still_snaps(disk_image):
+    img, mask = disk_image
+    shifted = np.roll(mask, (6, -5), axis=(0, 1))
+    s = _session(mask.shape, [(80, 100, True), (80, 150, False)])
+    prob = refine_edges(to_rgb_float(img), _prob(shifted), s, Box(0, 0, 159, 199), max_side=100)
+    assert iou(prob > 0.49, mask) > 0.95
