@@ -108,7 +108,8 @@ def refine_edges(rgb: np.ndarray, prob: np.ndarray, session: Session, window: Bo
     outline is a few pixels off where the object really ends, and a robot or a person then spends
     clicks on thin slivers. Here OpenCV GrabCut (colour models + contrast-sensitive graph cut) decides
     only a band around the network's outline: pixels deeper than ``band`` x the window's longer side
-    inside or outside the mask are fixed to the network's label, each click is a hard seed of radius
+    inside or outside the mask are fixed to the network's label (up to resampling, when GrabCut runs on
+    a copy reduced to ``max_side``), each click is a hard seed of radius
     :data:`REFINE_SEED_RADIUS`, so the network still decides *what* the object is and the refinement
     only *where* its edge runs. The probabilities keep the network's values; only their side of
     ``threshold`` follows GrabCut in the band. The paper uses no such step (Sec. 4.1, no CRF); DeepLab's
