@@ -39,7 +39,8 @@ def test_far_from_the_outline_the_network_decides(disk_image):
     s = _session(mask.shape, [(80, 100, True)])
     out = refine_edges(to_rgb_float(img), _prob(net), s, Box(0, 0, 159, 199)) > 0.49
     assert out[30:50, 160:180].all()  # deep inside the wrong region: kept
-    assert iou(out, mask, ignore=wrong) > 0.97 > iou(net, mask, ignore=wrong)  # the disk's outline still snaps
+    # the disk's outline still moves towards the object, though the wrong region is in its colour model
+    assert iou(out, mask, ignore=wrong) > iou(net, mask, ignore=wrong) + 0.05
 
 
 def test_clicks_are_hard_seeds_and_probabilities_keep_the_networks_values(disk_image):
