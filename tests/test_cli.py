@@ -32,6 +32,20 @@ def test_evaluate_writes_json_csv_plot(tiny_dataset, tmp_path, capsys):
     assert plot.stat().st_size > 1000
 
 
+def test_evaluate_no_refine_reaches_the_predictor(tiny_dataset, tmp_path, monkeypatch):
+    from napari_spbox.model import inference
+
+    seen = []
+    real = inference.refine_edges
+    monkeypatch.setattr(inference, "refine_edges", lambda *a, **k: seen.append(1) or real(*a, **k))
+    for flag, refined in (([], True), (["--no-refine"], False)):
+        out = tmp_path / f"spbox{len(flag)}.json"
+        seen.clear()
+        assert main(["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(out), *flag]) == 0
+        assert json.loads(out.read_text())["refine"] is refined
+        assert bool(seen) is refined  # the predictor refined its clicks, or never did
+
+
 def test_segment_grabcut_writes_overlay_and_mask(tiny_dataset, tmp_path):
     overlay, mask_png = tmp_path / "o.png", tmp_path / "m.png"
     # the disk is centred at x=100, y=80 with radius 40; negative just outside at its lower right
