@@ -59,16 +59,16 @@ def cmd_evaluate(args) -> int:
     items = read_dataset(args.path, ignore_value=args.ignore_value)
     if args.limit:
         items = items[: args.limit]
+    refine = not (args.raw_network or args.no_refine)
     kw = ({"weights": args.weights, "device": args.device, "variant": args.variant,
-           "click_consistency": not args.raw_network, "refine": not (args.raw_network or args.no_refine)}
-          if args.method == "spbox" else {})
+           "click_consistency": not args.raw_network, "refine": refine} if args.method == "spbox" else {})
     predictor = make_predictor(args.method, n_segments=args.superpixels, **kw)
     per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
     summary = summarise(per_object, args.max_clicks)
     summary.update(method=args.method, protocol=args.protocol, dataset=str(args.path), start_from_mask=args.start_from_mask)
     if args.method == "spbox":
         summary["click_consistency"] = not args.raw_network
-        summary["refine"] = not (args.raw_network or args.no_refine)
+        summary["refine"] = refine
     if args.start_from_mask:
         summary["miou_start"] = float(np.mean([o["iou0"] for o in per_object]))
     print(json.dumps({k: v for k, v in summary.items() if k != "miou_per_click"}, indent=1))
