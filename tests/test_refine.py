@@ -1,10 +1,13 @@
-"""Edge refinement: the outline moves onto the object's colour edge, nothing else moves."""
+"""After the network: clicks are kept (click consistency), and the outline moves onto the object's
+colour edge (edge refinement), nothing else moves."""
 
 import numpy as np
+import pytest
 
 from napari_spbox.core.image import to_rgb_float
-from napari_spbox.core.predictor import refine_edges
+from napari_spbox.core.predictor import CLICK_RADIUS, enforce_clicks, refine_edges
 from napari_spbox.core.protocol import Box, Session
+from napari_spbox.core.superpixels import Superpixels
 from napari_spbox.evaluation.metrics import iou
 
 
@@ -17,6 +20,22 @@ def _session(shape, clicks):
 
 def _prob(mask):
     return np.where(mask, 0.9, 0.1).astype(np.float32)
+
+
+@pytest.mark.parametrize("negative_first", [False, True])
+def test_a_superpixel_clicked_both_ways_keeps_both_clicks(negative_first):
+    """A superpixel that straddles the object's edge, clicked positive and negative: neither click undoes
+    the other (whole-superpixel labels made the robot alternate between two masks), the rest of it stays
+    the network's call, and a superpixel clicked one way still follows its click entirely."""
+    labels = np.zeros((40, 80), np.int32)
+    labels[:, 50:] = 1
+    sp = Superpixels.from_labels(labels)
+    clicks = [(20, 10, True), (20, 40, False)]
+    s = _session(labels.shape, (clicks[::-1] if negative_first else clicks) + [(20, 70, True)])
+    prob = enforce_clicks(np.full(labels.shape, 0.3, np.float32), sp, s)
+    assert prob[20, 10] == 1.0 and prob[20 + CLICK_RADIUS, 10] == 1.0 and prob[20, 40] == 0.0
+    assert prob[5, 25] == np.float32(0.3) and prob[20, 10 + CLICK_RADIUS + 1] == np.float32(0.3)
+    assert (prob[:, 50:] == 1.0).all()
 
 
 def test_a_shifted_outline_snaps_to_the_object(disk_image):

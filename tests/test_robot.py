@@ -97,7 +97,7 @@ def test_prediction_threshold_is_049():
 
 
 def test_large_image_runs_at_working_resolution_and_returns_full_size():
-    from napari_spbox.core.predictor import RandomWalkerPredictor
+    from napari_spbox.core.baselines import RandomWalkerPredictor
     from napari_spbox.core.protocol import Session
 
     rng = np.random.default_rng(0)

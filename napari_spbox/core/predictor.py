@@ -1,8 +1,8 @@
 """One predictor interface for every front-end: ``set_image`` once, then ``predict(session)``.
 
 :class:`Predictor` caches the normalised image and its superpixels; subclasses turn a session into a
-probability map. The classical baselines (OpenCV GrabCut, scikit-image random walker) live here,
-named as what they are; the trained network is :class:`napari_spbox.model.SPBoxPredictor`.
+probability map. The classical baselines (OpenCV GrabCut, scikit-image random walker) are in
+:mod:`napari_spbox.core.baselines`; the trained network is :class:`napari_spbox.model.SPBoxPredictor`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ REFINE_BAND = 0.10
 #: sample's saucer from ~1.4 s to ~0.2 s (1 thread): GrabCut's cost follows the window's pixel count.
 REFINE_ITERATIONS = 1
 REFINE_MAX_SIDE = 320
-#: Radius in pixels of the hard seed each click gives the refinement.
-REFINE_SEED_RADIUS = 3
+#: Radius in pixels of a click's own spot: the hard seed it gives the refinement, and what it keeps in a
+#: superpixel that holds clicks of both signs (:func:`enforce_clicks`).
+CLICK_RADIUS = 3
 
 
 @dataclass
@@ -84,18 +85,31 @@ def guidance_region(sp: Superpixels, session: Session) -> Box | None:
 
 
 def enforce_clicks(prob: np.ndarray, sp: Superpixels, session: Session) -> np.ndarray:
-    """Give each clicked superpixel its click's label, in click order (a later click wins), in place.
+    """Give each clicked superpixel its click's label, in place.
 
     A user expects every click to change the mask where they clicked; a network may not honour a
     corrective click, and the robot user would then repeat it. Superpixels are the unit the paper
     already reads clicks at (Eq. 1, Eq. 3-5), so the click's whole superpixel follows it. Measured with
     the shipped weights on GrabCut (50 objects, 20 clicks): NoC@90 18.10 -> 17.14, mIoU@20 0.676 -> 0.786.
+
+    A superpixel can straddle the object's edge and so be clicked with both signs. There each click
+    keeps only a disk of :data:`CLICK_RADIUS` (a later click wins where disks overlap) and the rest stays
+    the network's (and the edge refinement's) call. Giving the whole superpixel to the latest click
+    instead undid the earlier click, and the next click undid this one: the robot user alternated
+    between two masks until its click budget ran out (held-apart validation slice, 60 objects, 20
+    clicks: NoC@90 14.93 -> 14.15, mIoU@20 0.786 -> 0.854).
     """
+    signs: dict[int, set] = {}
     for c in session.clicks:
-        k = sp.labels[c.row, c.col]
-        t, l, b, r = sp.bboxes[k]
-        inside = sp.labels[t : b + 1, l : r + 1] == k
-        prob[t : b + 1, l : r + 1][inside] = 1.0 if c.positive else 0.0
+        signs.setdefault(int(sp.labels[c.row, c.col]), set()).add(c.positive)
+    for k, s in signs.items():
+        if len(s) == 1:
+            t, l, b, r = sp.bboxes[k]
+            inside = sp.labels[t : b + 1, l : r + 1] == k
+            prob[t : b + 1, l : r + 1][inside] = 1.0 if True in s else 0.0
+    for c in session.clicks:
+        if len(signs[int(sp.labels[c.row, c.col])]) > 1:
+            prob[_disk_mask(prob.shape, [c], CLICK_RADIUS)] = 1.0 if c.positive else 0.0
     return prob
 
 
@@ -110,7 +124,7 @@ def refine_edges(rgb: np.ndarray, prob: np.ndarray, session: Session, window: Bo
     only a band around the network's outline: pixels deeper than ``band`` x the window's longer side
     inside or outside the mask are fixed to the network's label (up to resampling, when GrabCut runs on
     a copy reduced to ``max_side``), each click is a hard seed of radius
-    :data:`REFINE_SEED_RADIUS`, so the network still decides *what* the object is and the refinement
+    :data:`CLICK_RADIUS`, so the network still decides *what* the object is and the refinement
     only *where* its edge runs. The probabilities keep the network's values; only their side of
     ``threshold`` follows GrabCut in the band. The paper uses no such step (Sec. 4.1, no CRF); DeepLab's
     dense CRF is the same idea. Needs ``opencv-python-headless``.
@@ -145,7 +159,7 @@ def refine_edges(rgb: np.ndarray, prob: np.ndarray, session: Session, window: Bo
         size = (max(1, round(p.shape[1] * scale)), max(1, round(p.shape[0] * scale)))
         work, img = cv2.resize(p, size, interpolation=cv2.INTER_AREA), cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     fg = work > threshold
-    depth = max(REFINE_SEED_RADIUS, int(band * max(work.shape)))
+    depth = max(CLICK_RADIUS, int(band * max(work.shape)))
     seeds = np.where(fg, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     seeds[ndimage.binary_erosion(fg, iterations=depth, border_value=1)] = cv2.GC_FGD
     seeds[ndimage.binary_erosion(~fg, iterations=depth, border_value=1)] = cv2.GC_BGD
@@ -155,8 +169,8 @@ def refine_edges(rgb: np.ndarray, prob: np.ndarray, session: Session, window: Bo
                       min(int((c.col - window.left) * scale), work.shape[1] - 1), c.positive)
                 for c in clicks if window.contains(c.row, c.col)]
 
-    seeds[_disk_mask(work.shape, local(session.negatives), REFINE_SEED_RADIUS)] = cv2.GC_BGD
-    seeds[_disk_mask(work.shape, local(session.positives), REFINE_SEED_RADIUS)] = cv2.GC_FGD
+    seeds[_disk_mask(work.shape, local(session.negatives), CLICK_RADIUS)] = cv2.GC_BGD
+    seeds[_disk_mask(work.shape, local(session.positives), CLICK_RADIUS)] = cv2.GC_FGD
     if not (seeds == cv2.GC_BGD).any() or not (seeds == cv2.GC_FGD).any():
         return prob  # GrabCut needs both colour models
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
@@ -300,98 +314,12 @@ def _disk_mask(shape, clicks, radius: int) -> np.ndarray:
     return out
 
 
-def _seed_radius(shape) -> int:
-    return max(2, int(round(0.01 * max(shape))))
-
-
-def _default_box(session: Session, shape) -> Box:
-    """Box used by the baselines before the protocol has one: a window around the positive clicks."""
-    if session.box is not None:
-        return session.box
-    half = int(0.25 * max(shape))
-    box = Box(session.positives[0].row, session.positives[0].col, session.positives[0].row, session.positives[0].col)
-    for c in session.positives:
-        box = box.grow_to(c.row, c.col)
-    return Box(box.top - half, box.left - half, box.bottom + half, box.right + half).clip(shape)
-
-
-class GrabCutPredictor(Predictor):
-    """Baseline: OpenCV GrabCut seeded from the box (outside = background) and the clicks (hard seeds)."""
-
-    name = "grabcut"
-
-    def __init__(self, iterations: int = 5, **kw):
-        super().__init__(**kw)
-        self.iterations = iterations
-
-    def _predict(self, session: Session, mark) -> np.ndarray:
-        import cv2
-        shape = self.shape
-        box = _default_box(session, shape)
-        gc = np.full(shape, cv2.GC_BGD, dtype=np.uint8)
-        gc[box.top : box.bottom + 1, box.left : box.right + 1] = cv2.GC_PR_FGD
-        r = _seed_radius(shape)
-        gc[_disk_mask(shape, session.negatives, r)] = cv2.GC_BGD
-        gc[_disk_mask(shape, session.positives, r)] = cv2.GC_FGD
-        if not (gc == cv2.GC_BGD).any():  # the box covers the image: GrabCut needs some background
-            gc[[0, -1], :] = cv2.GC_PR_BGD
-            gc[:, [0, -1]] = cv2.GC_PR_BGD
-        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        img = to_uint8(self.rgb)[..., ::-1].copy()
-        cv2.grabCut(img, gc, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
-        return np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
-
-
-class RandomWalkerPredictor(Predictor):
-    """Baseline: scikit-image random walker seeded from the clicks (and the outside of the box).
-
-    Runs on a copy downscaled to at most ``max_side`` pixels (the solver is slow on full frames) and
-    upsamples the foreground probability.
-    """
-
-    name = "random-walker"
-
-    def __init__(self, beta: float = 130.0, max_side: int = 320, **kw):
-        super().__init__(**kw)
-        self.beta = beta
-        self.max_side = max_side
-
-    def _predict(self, session: Session, mark) -> np.ndarray:
-        from skimage.segmentation import random_walker
-        from skimage.transform import resize
-
-        shape = self.shape
-        scale = min(1.0, self.max_side / max(shape))
-        small = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
-        img = resize(self.rgb, small + (3,), order=1, anti_aliasing=True) if scale < 1 else self.rgb
-        seeds = np.zeros(small, dtype=np.int32)
-
-        def pts(clicks):
-            return [type(c)(min(small[0] - 1, int(c.row * scale)), min(small[1] - 1, int(c.col * scale)), c.positive) for c in clicks]
-
-        box = _default_box(session, shape)
-        b = Box(int(box.top * scale), int(box.left * scale), int(box.bottom * scale), int(box.right * scale))
-        outside = np.ones(small, dtype=bool)
-        outside[b.top : b.bottom + 1, b.left : b.right + 1] = False
-        if not outside.any():
-            outside[[0, -1], :] = True
-            outside[:, [0, -1]] = True
-        seeds[outside] = 2
-        r = max(1, _seed_radius(small))
-        seeds[_disk_mask(small, pts(session.negatives), r)] = 2
-        seeds[_disk_mask(small, pts(session.positives), r)] = 1
-        prob = random_walker(img, seeds, beta=self.beta, mode="cg_j", tol=1e-3, channel_axis=-1, return_full_prob=True)[0]
-        if scale < 1:
-            prob = resize(prob, shape, order=1)
-        return prob
-
-
 def make_predictor(method: str = "spbox", **kw) -> Predictor:
     """Predictor by name: ``spbox`` (the trained network), ``grabcut`` or ``random-walker``."""
-    if method == "grabcut":
-        return GrabCutPredictor(**kw)
-    if method == "random-walker":
-        return RandomWalkerPredictor(**kw)
+    if method in ("grabcut", "random-walker"):
+        from .baselines import GrabCutPredictor, RandomWalkerPredictor
+
+        return (GrabCutPredictor if method == "grabcut" else RandomWalkerPredictor)(**kw)
     if method == "spbox":
         from ..model.inference import SPBoxPredictor
 
