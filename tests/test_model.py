@@ -339,3 +339,17 @@ def test_copy_paste_puts_the_object_on_another_images_background(tmp_path, disk_
     assert again[0] is drawn and again[3].clicks == ds._draw(0)[3].clicks
     plain = ClickSampleDataset(items, SuperpixelCache(tmp_path / "sp", 200), size=64)
     assert np.array_equal(plain._draw(0)[0], rgb)  # off by default
+
+
+def test_colour_jitter_sometimes_changes_the_hue_and_never_the_guidance():
+    """A red cloth must not always look red to the network (GrabCut's teddy): the jitter shuffles the
+    RGB channels now and then, and leaves S+, S-, G as they are."""
+    from napari_spbox.train.data import CHANNEL_SHUFFLE_P, _colour_jitter
+
+    x = torch.zeros(6, 8, 8)
+    x[0], x[3:] = 0.8, torch.linspace(-1, 1, 3 * 64).reshape(3, 8, 8)  # red image, distinct guidance
+    rng = np.random.default_rng(0)
+    outs = [_colour_jitter(x.clone(), rng) for _ in range(200)]
+    not_red = np.mean([int(o[:3].mean((1, 2)).argmax()) != 0 for o in outs])
+    assert all(torch.equal(o[3:], x[3:]) for o in outs)
+    assert 0.5 * CHANNEL_SHUFFLE_P < not_red < CHANNEL_SHUFFLE_P  # 4 of the 6 orders move red: ~P * 2/3
