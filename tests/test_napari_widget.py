@@ -272,6 +272,7 @@ def test_fast_clicks_run_only_the_newest_state(setup):
 
     slow = Slow()
     viewer, widget = setup(predictor=slow)
+    widget.wait()  # the image's warm-up job
     click(viewer, widget, *CENTRE, wait=False)
     for r, c, p in ((130, 150, False), (80, 120, False), (60, 90, False)):
         click(viewer, widget, r, c, p, wait=False)
@@ -311,3 +312,16 @@ def test_moving_a_point_is_checked_against_the_protocol(setup, notes):
     np.testing.assert_array_equal(neg.data, [[130.0, 150.0], [80.0, 60.0]])
     assert widget.log.session.negatives[-1].col == 60
     assert any("inside the box" in m for m in notes["warning"])
+
+
+def test_the_image_is_prepared_before_the_first_click(setup):
+    """SLIC runs off the GUI thread when the image is chosen, so the first click waits only for the
+    network; that click then reuses those superpixels."""
+    pred = make_predictor("spbox")
+    viewer, widget = setup(predictor=pred)
+    widget.wait()
+    warmed = pred._superpixels
+    assert warmed is not None and warmed.shape == (160, 200) and not widget.preview_mask.any()
+    click(viewer, widget, *CENTRE)
+    click(viewer, widget, 130, 150, positive=False)
+    assert pred.superpixels is warmed and iou(widget.preview_mask, disk_mask()) > 0.8

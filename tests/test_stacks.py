@@ -217,6 +217,7 @@ def test_stop_ends_propagation_and_keeps_written_slices(stack_viewer):
     viewer.dims.set_current_step(0, MID)
     widget.predictor = Slow()
     widget.id_spin.setValue(4)
+    widget.wait()  # the slice's warm-up job: propagate() would otherwise wait for it
     widget.propagate()  # no preview: propagates the committed object 4
     run = widget.prop_worker
     deadline = time.monotonic() + 30

@@ -37,6 +37,9 @@ class GrabCutPredictor(Predictor):
         super().__init__(**kw)
         self.iterations = iterations
 
+    def warm_up(self) -> None:
+        """Nothing to prepare: GrabCut uses no superpixels."""
+
     def _predict(self, session: Session, mark) -> np.ndarray:
         import cv2
         shape = self.shape
@@ -68,6 +71,9 @@ class RandomWalkerPredictor(Predictor):
         super().__init__(**kw)
         self.beta = beta
         self.max_side = max_side
+
+    def warm_up(self) -> None:
+        """Nothing to prepare: the random walker uses no superpixels."""
 
     def _predict(self, session: Session, mark) -> np.ndarray:
         from skimage.segmentation import random_walker

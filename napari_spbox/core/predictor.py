@@ -246,6 +246,14 @@ class Predictor:
             self._superpixels = compute_superpixels(self.rgb, self.n_segments)
         return self._superpixels
 
+    def warm_up(self) -> None:
+        """Do the per-image work now (SLIC), so the first click waits only for its own prediction.
+
+        Front-ends call it when an image is chosen; a no-op without an image or once done.
+        """
+        if self.rgb is not None:
+            self.superpixels  # noqa: B018 - computed and cached by the property
+
     @property
     def shape(self) -> tuple[int, int]:
         """Shape of the working copy (the image's own shape unless it is larger than ``max_side``)."""

@@ -191,7 +191,8 @@ class Job:
     key : hashable
         The click state (:attr:`ClickLog.key`); results for an older key are cached, not shown.
     session : Session or None
-        ``None`` only loads the model (reports bad weights before the first click).
+        ``None`` loads the model (reports bad weights before the first click) and warms the predictor
+        up on the image (SLIC), off the GUI thread.
     model : tuple
         ``(method, weights, device, n_segments)``; a different tuple rebuilds the predictor.
     image_key : hashable or None
@@ -234,7 +235,10 @@ def _work(predictor, model, image, session):
     try:
         if image is not None:
             predictor.set_image(image[0], channel_axis=image[1])
-        return predictor, (predictor.predict(session) if session is not None else None)
+        if session is None:  # no click yet: prepare the image, so the first click is not the slow one
+            getattr(predictor, "warm_up", lambda: None)()  # injected stand-ins may only predict
+            return predictor, None
+        return predictor, predictor.predict(session)
     except Exception as exc:
         return predictor, JobError("predict", exc)
 

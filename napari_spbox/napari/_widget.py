@@ -255,6 +255,7 @@ class SPBoxWidget(QWidget):
             # Nothing to predict yet: show the mask being corrected, or nothing.
             base = self.log.mask if self.log.mask is not None else np.zeros(self.log.shape, bool)
             self._show(self.log.key, base)
+            self.runner.request()  # warm-up: the image's superpixels now, not on the first click
             return
         self._request()
 
