@@ -8,7 +8,6 @@ builds a queue of stale work. The preview lives in its own Labels layer until it
 
 from __future__ import annotations
 
-import copy
 import time
 import weakref
 
@@ -20,12 +19,13 @@ from qtpy.QtWidgets import QApplication, QCheckBox, QComboBox, QFormLayout, QLab
 from . import stacks
 from ._controls import PREVIEW, HelperLayers, ModelSettings
 from ._engine import ClickLog, Job, PredictionRunner, _button, _ident, _LayerCombo, _row
+from ._propagation import PropagationMixin
 
 #: Shift+letter keys: napari's Points layer already uses the plain letters (Z pan/zoom, A select, ...).
 KEYS = {"commit": "Shift-C", "clear": "Shift-X", "undo": "Shift-Z"}
 
 
-class SPBoxWidget(QWidget):
+class SPBoxWidget(PropagationMixin, QWidget):
     """Dock widget for localized interactive instance segmentation.
 
     Parameters
@@ -375,46 +375,3 @@ class SPBoxWidget(QWidget):
             show_info(f"SPBox: committed object {label} to '{target.name}'")
         self.id_spin.setValue(label)
         self.clear()
-
-    # -- stacks ----------------------------------------------------------------------------------
-    def propagate(self) -> None:
-        """Carry the current object (previewed, else object ``id`` on this slice) to neighbouring slices.
-
-        Runs off the GUI thread (:func:`.stacks.propagate_both`); each slice is written into the
-        Labels layer as it arrives, under one id, leaving other ids alone. Stop ends it early.
-        """
-        if self.prop_worker is not None or self.busy:
-            self.runner.then = None if self.prop_worker is not None else self.propagate
-            return
-        image, axis = self.image_combo.layer(), self.axis_combo.currentData()
-        if not self._is_stack(image) or axis is None or self.log is None:
-            show_warning("SPBox: propagation needs a stack (choose 'slices (stack)' as the channel)")
-            return
-        if self.preview_mask is not None and self.log.session.clicks and self._preview_key == self.log.key:
-            self.commit()  # the previewed object becomes an id first; clear() keeps this slice
-        target, label, plane = self.target_layer(), self.id_spin.value(), self.plane
-        data = None if target is None else target.data
-        if data is None or data.ndim != len(plane) + 2 or not (mask := np.asarray(data[plane]) == label).any():
-            show_warning(f"SPBox: object {label} is not on this slice of the labels layer: commit it first")
-            return
-        if self.predictor is None:
-            show_warning("SPBox: the model is not loaded yet")
-            return
-        self.prop_worker = stacks.PropagationRun(
-            copy.copy(self.predictor),  # its own copy: set_image per slice must not disturb the click predictor
-            image, self.channel_combo.currentData(), plane, axis, mask,
-            stacks.DIRECTIONS[self.direction_combo.currentText()],
-            target, label, self.overwrite_box.isChecked(), on_status=self.status.setText, on_done=self._propagation_done)
-        self.stop_button.setEnabled(True)
-
-    def _propagation_done(self, message: str) -> None:
-        self.prop_worker = None
-        self.stop_button.setEnabled(False)
-        self.status.setText(message)
-        if message.startswith("SPBox"):
-            show_error(message)
-
-    def stop_propagation(self) -> None:
-        """Stop a running propagation after the slice being predicted; written slices stay."""
-        if self.prop_worker is not None:
-            self.prop_worker.stop()
