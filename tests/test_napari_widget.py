@@ -141,6 +141,9 @@ def test_inference_error_notifies_and_changes_no_labels(setup, notes):
         def set_image(self, image, channel_axis=-1):
             pass
 
+        def warm_up(self):
+            pass
+
         def predict(self, session):
             raise RuntimeError("boom")
 
@@ -264,6 +267,9 @@ def test_fast_clicks_run_only_the_newest_state(setup):
 
         def set_image(self, image, channel_axis=-1):
             self.inner.set_image(image, channel_axis=channel_axis)
+
+        def warm_up(self):
+            self.inner.warm_up()
 
         def predict(self, session):
             self.calls.append(len(session.clicks))

@@ -206,6 +206,9 @@ def test_stop_ends_propagation_and_keeps_written_slices(stack_viewer):
         def set_image(self, image, channel_axis=-1):
             self.inner.set_image(image, channel_axis=channel_axis)
 
+        def warm_up(self):
+            self.inner.warm_up()
+
         def predict(self, session):
             time.sleep(0.4)
             return self.inner.predict(session)

@@ -236,7 +236,7 @@ def _work(predictor, model, image, session):
         if image is not None:
             predictor.set_image(image[0], channel_axis=image[1])
         if session is None:  # no click yet: prepare the image, so the first click is not the slow one
-            getattr(predictor, "warm_up", lambda: None)()  # injected stand-ins may only predict
+            predictor.warm_up()
             return predictor, None
         return predictor, predictor.predict(session)
     except Exception as exc:
