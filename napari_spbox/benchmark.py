@@ -125,11 +125,15 @@ def peak_rss_mb() -> float:
 def time_stages(predictor, session) -> dict:
     """Milliseconds of each stage of one click, timed on the real click path (``predict``'s stage hook).
 
-    Superpixels must already be cached (this times a later click).
+    Superpixels must already be cached (this times a later click). A stage met more than once (a
+    click before the box runs the network twice) gets the sum of its times.
     """
     stamps = [("start", time.perf_counter())]
     predictor.predict(session, on_stage=lambda stage: stamps.append((stage, time.perf_counter())))
-    return {stage: (t - stamps[k][1]) * 1000.0 for k, (stage, t) in enumerate(stamps[1:])}
+    out: dict = {}
+    for (_, t0), (stage, t1) in zip(stamps, stamps[1:]):
+        out[stage] = out.get(stage, 0.0) + (t1 - t0) * 1000.0
+    return out
 
 
 def _clicks_for(gt, ignore, shape):

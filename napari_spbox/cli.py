@@ -60,8 +60,10 @@ def cmd_evaluate(args) -> int:
     if args.limit:
         items = items[: args.limit]
     refine = not (args.raw_network or args.no_refine)
+    imply_box = not (args.raw_network or args.no_implied_box)
     kw = ({"weights": args.weights, "device": args.device, "variant": args.variant,
-           "click_consistency": not args.raw_network, "refine": refine} if args.method == "spbox" else {})
+           "click_consistency": not args.raw_network, "refine": refine, "imply_box": imply_box}
+          if args.method == "spbox" else {})
     predictor = make_predictor(args.method, n_segments=args.superpixels, **kw)
     per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
     summary = summarise(per_object, args.max_clicks)
@@ -69,6 +71,7 @@ def cmd_evaluate(args) -> int:
     if args.method == "spbox":
         summary["click_consistency"] = not args.raw_network
         summary["refine"] = refine
+        summary["implied_box"] = imply_box
     if args.start_from_mask:
         summary["miou_start"] = float(np.mean([o["iou0"] for o in per_object]))
     print(json.dumps({k: v for k, v in summary.items() if k != "miou_per_click"}, indent=1))
@@ -151,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--variant", default="spbox", help="guidance variant of the weights (spbox, eu, bbox, dt)")
     e.add_argument("--superpixels", type=int, default=1000)
     e.add_argument("--raw-network", action="store_true",
-                   help="spbox: the network's output as is (no click consistency, no edge refinement)")
+                   help="spbox: the network's output as is (one pass, no click consistency, no edge refinement)")
     e.add_argument("--no-refine", action="store_true", help="spbox: without edge refinement (click consistency kept)")
+    e.add_argument("--no-implied-box", action="store_true",
+                   help="spbox: before the box is set, one network pass on the whole image (no implied box)")
     e.add_argument("--json", default=None, help="write the summary here (and a per-object CSV beside it)")
     e.add_argument("--plot", default=None, help="write the mIoU-vs-clicks plot here")
     e.add_argument("--compare", nargs="*", help="other --json summaries to draw on the same plot")

@@ -101,3 +101,14 @@ def test_box_start_and_mask_start():
     assert m.box == Box(10, 20, 29, 49) and m.clicks == () and m.start == "mask"
     with pytest.raises(ProtocolError, match="empty"):
         Session.from_mask(np.zeros((5, 5)))
+
+
+def test_an_implied_box_makes_every_click_corrective_and_leaves_the_session_alone():
+    s = Session((100, 100), strict=True)
+    s.add_click(50, 50, True)
+    implied = s.with_box(Box(30, 30, 70, 70))
+    assert implied.box == Box(30, 30, 70, 70) and implied.clicks == s.clicks
+    assert implied.extra_clicks == s.clicks  # no click set this box: all of them are c_{i!=0} (Eq. 3-5)
+    assert not implied.strict
+    assert s.box is None and len(s) == 1  # the user's session is untouched
+    assert s.with_box(Box(-5, -5, 200, 50)).box == Box(0, 0, 99, 50)  # clipped to the image

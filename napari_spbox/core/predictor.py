@@ -113,6 +113,27 @@ def enforce_clicks(prob: np.ndarray, sp: Superpixels, session: Session) -> np.nd
     return prob
 
 
+def implied_box(prob: np.ndarray, session: Session, threshold: float = THRESHOLD) -> Box:
+    """Bounding box of the predicted mask's connected parts under the positive clicks.
+
+    The network reads the object's whereabouts from the superpixel box G (Eq. 2-6), which exists only
+    once a negative click has set the box (Sec. 3.1). Until then it sees the whole image and no G, a
+    state it rarely met in training, and the field's standard robot user often clicks positive two or
+    three times before its first negative. So a click without a box runs the network twice: this box,
+    taken from the first pass, serves as the enclosing box of the second, with every click as a
+    corrective one (as in correction mode). Parts the first pass found away from every positive click
+    are left out; the clicked pixels are always in. Chosen on the held-apart COCO validation slice
+    (60 objects, 20 clicks): NoC@90 14.15 -> 13.18, mIoU@1 0.335 -> 0.410; the box grown by 10 / 25 %
+    per side gave 13.22 / 13.52, all parts of the mask 13.73, a third pass 13.13.
+    """
+    labels, _ = ndimage.label(prob > threshold)
+    parts = sorted({int(labels[c.row, c.col]) for c in session.positives} - {0})
+    mask = np.isin(labels, parts)
+    for c in session.positives:
+        mask[c.row, c.col] = True
+    return Box.from_mask(mask)
+
+
 def refine_edges(rgb: np.ndarray, prob: np.ndarray, session: Session, window: Box, threshold: float = THRESHOLD,
                  band: float = REFINE_BAND, iterations: int = REFINE_ITERATIONS,
                  max_side: int | None = REFINE_MAX_SIDE) -> np.ndarray:

@@ -216,6 +216,17 @@ class Session:
         """Drop every click (a box given at the start stays)."""
         del self._history[1:]
 
+    def with_box(self, box: Box) -> "Session":
+        """A non-strict copy of this session's clicks with ``box`` as its enclosing box.
+
+        Every click counts as a corrective click (c_{i!=0} of Eq. 3-5), as in correction mode: none of
+        them set ``box``. Used for a box the predictor implies itself before the user gives one
+        (:func:`~napari_spbox.core.predictor.implied_box`).
+        """
+        out = Session(self.shape, strict=False, box=box, start="implied")
+        out._history = [_State(clicks=self.clicks, box=out.box, n_initial=0)]
+        return out
+
     def rescaled(self, shape) -> "Session":
         """This session's current state mapped onto an image of ``shape`` (a resized copy).
 

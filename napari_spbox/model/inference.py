@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.guidance import guidance_stack
-from ..core.predictor import Predictor, enforce_clicks, guidance_region, refine_edges, zoom_window
+from ..core.predictor import Predictor, enforce_clicks, guidance_region, implied_box, refine_edges, zoom_window
 from ..core.protocol import Box, Session
 from ._runtime import make_runner
 from .weights import DEFAULT_WEIGHTS, load_model
@@ -81,18 +81,23 @@ class SPBoxPredictor(Predictor):
     refine : bool
         Move the outline onto colour edges (:func:`~napari_spbox.core.predictor.refine_edges`, OpenCV
         GrabCut in a band around the network's outline).
+    imply_box : bool
+        Before a box is set (positive clicks only), run the network a second time with the box of its
+        first mask (:func:`~napari_spbox.core.predictor.implied_box`). Off: one pass on the whole image.
     """
 
     name = "spbox"
 
     def __init__(self, weights=None, device: str = "cpu", variant: str = "spbox", size: int = INPUT_SIZE, model=None,
-                 backend: str = "auto", click_consistency: bool = True, refine: bool = True, **kw):
+                 backend: str = "auto", click_consistency: bool = True, refine: bool = True, imply_box: bool = True,
+                 **kw):
         super().__init__(**kw)
         self.device = torch.device(device)
         self.variant = variant
         self.size = size
         self.click_consistency = click_consistency
         self.refine = refine
+        self.imply_box = imply_box
         if model is not None:
             self.model = model
             self.runner = make_runner(model, self.device, "torch")
@@ -108,6 +113,13 @@ class SPBoxPredictor(Predictor):
 
     @torch.inference_mode()
     def _predict(self, session: Session, mark) -> np.ndarray:
+        prob = self._pass(session, mark)
+        if self.imply_box and session.box is None:
+            prob = self._pass(session.with_box(implied_box(prob, session, self.threshold)), mark)
+        return prob
+
+    def _pass(self, session: Session, mark) -> np.ndarray:
+        """One network pass: window, guidance, network, pasted back, click consistency, refinement."""
         sp = self.superpixels
         window = zoom_window(guidance_region(sp, session), self.shape)
         mark("window")

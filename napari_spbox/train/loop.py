@@ -230,7 +230,7 @@ def validate(model, items, max_clicks, variant, device, progress=True) -> dict:
     model.eval()
     # the network's own output: click consistency would hide what training changed
     pred = SPBoxPredictor(model=model, device=str(device), variant=variant, click_consistency=False,
-                         refine=False)
+                         refine=False, imply_box=False)
     res = summarise(evaluate(pred, items, max_clicks=max_clicks, progress=False), max_clicks)
     model.train(was_training)
     miou = res["miou_per_click"]
