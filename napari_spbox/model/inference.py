@@ -2,8 +2,9 @@
 
 One click: cached superpixels -> guidance maps (Eq. 1-6) -> zoom-in crop around the superpixel box
 (:func:`~napari_spbox.core.predictor.zoom_window`) resized to ``size`` x ``size`` -> network ->
-probability pasted back at full resolution. Training builds its inputs with :func:`window_input`
-too.
+probability pasted back at full resolution. A click before the box runs that pass twice, the second
+inside the box of the first one's mask (:func:`~napari_spbox.core.predictor.implied_box`). Training
+builds its inputs with :func:`window_input` too.
 """
 
 from __future__ import annotations
