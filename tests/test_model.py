@@ -84,10 +84,11 @@ def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
         Image.fromarray(np.roll(img, 10 * k, axis=1)).save(data / "img" / f"{k}.png")
         Image.fromarray(np.roll(mask, 10 * k, axis=1).astype(np.uint8)).save(data / "gt" / f"{k}.png")
     out = tmp_path / "run"
-    ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100)
+    ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, p_boxed=0.5)
     assert ckpt.is_file() and (out / "weights.pt").is_file() and (out / "log.csv").read_text().count("\n") == 2
     assert not (out / "best.pt").exists()  # no validation, nothing to call best
-    train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt)
+    train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt,
+          p_boxed=0.5)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     assert load_model(out / "weights.pt") is not None
 

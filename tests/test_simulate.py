@@ -88,3 +88,33 @@ def test_robot_like_sessions_click_object_and_nearby_background():
         n_pos += len(s.positives) - 1
         n_neg += len(s.negatives)
     assert n_pos > 10 and n_neg > 10
+
+
+def test_boxed_sessions_start_from_a_box_near_the_object_and_every_click_is_corrective():
+    # the state of correction mode and of the implied box: training must show the network a box that
+    # no click pair set, with the clicks counted as corrective ones (Eq. 3-5's i != 0 sets)
+    from napari_spbox.core.simulate import boxed_session
+
+    mask = _square()
+    gt = Box.from_mask(mask)
+    ious, exact = [], 0
+    for seed in range(40):
+        s = boxed_session(mask, np.random.default_rng(seed))
+        assert s.start == "box" and s.box is not None
+        assert s.extra_clicks == s.clicks and s.clicks[0].positive and mask[s.clicks[0].row, s.clicks[0].col]
+        for c in s.clicks[1:]:
+            assert mask[c.row, c.col] == c.positive
+        ious.append(box_iou(s.box, gt))
+        exact += s.box == gt
+    assert 5 <= exact <= 20  # the object's own box now and then, a jittered one otherwise
+    assert 0.5 < np.median(ious) < 1.0 and min(ious) > 0.2
+    again = boxed_session(mask, np.random.default_rng(3))
+    assert again.box == boxed_session(mask, np.random.default_rng(3)).box
+
+
+def test_simulation_draws_boxed_sessions_at_the_asked_rate():
+    mask = _square()
+    sp = compute_superpixels(np.dstack([mask * 0.8 + 0.1] * 3).astype(np.float32), 200)
+    starts = [simulate_session(mask, sp, np.random.default_rng(s), p_boxed=0.3).start for s in range(200)]
+    assert 40 <= starts.count("box") <= 80
+    assert all(simulate_session(mask, sp, np.random.default_rng(s)).start == "clicks" for s in range(30))

@@ -145,6 +145,34 @@ def robot_like_session(mask: np.ndarray, rng: np.random.Generator, max_extra: in
     states the standard evaluation protocol produces, not only the paper's.
     """
     session = Session(mask.shape, strict=False)
+    _add_robot_clicks(session, mask, rng, max_extra)
+    return session
+
+
+def boxed_session(mask: np.ndarray, rng: np.random.Generator, jitter: float = 0.12, p_exact: float = 0.25,
+                  max_extra: int = 5) -> Session:
+    """A box given before any click, and every click a corrective one.
+
+    This is the state of correction mode (the box of an existing mask), of a box drawn by two corners,
+    and of the predictor's implied box (:func:`~napari_spbox.core.predictor.implied_box`: the box of a
+    first whole-image mask, which may miss part of the object or take in a neighbour). None of them come
+    from :func:`simulate_session`'s click pair, so the network met them only at inference. The box is
+    the object's own with probability ``p_exact``, else each side moves in or out by a normal draw of
+    ``jitter`` times the object's size; then come standard-robot-like clicks (:func:`robot_like_session`),
+    up to ``max_extra`` after the first positive.
+    """
+    gt = Box.from_mask(mask)
+    box = gt
+    if rng.uniform() >= p_exact:
+        h, w = gt.height, gt.width
+        t, l, b, r = (rng.normal(0, jitter, 4) * [h, w, h, w]).round().astype(int).tolist()
+        box = Box(gt.top + t, gt.left + l, max(gt.top + t, gt.bottom + b), max(gt.left + l, gt.right + r)).clip(mask.shape)
+    session = Session(mask.shape, strict=False, box=box, start="box")
+    _add_robot_clicks(session, mask, rng, max_extra)
+    return session
+
+
+def _add_robot_clicks(session: Session, mask: np.ndarray, rng: np.random.Generator, max_extra: int) -> None:
     inside = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     r, c = np.unravel_index(np.argmax(inside), mask.shape)
     for _ in range(10):  # a little jitter, staying in the object
@@ -163,7 +191,6 @@ def robot_like_session(mask: np.ndarray, rng: np.random.Generator, max_extra: in
         pix = _sample_pixel(inside if positive else neg_weight, rng)
         if pix is not None:
             session.add_click(pix[0], pix[1], positive)
-    return session
 
 
 def simulate_session(
@@ -175,6 +202,7 @@ def simulate_session(
     p_free: float = 0.3,
     p_robot: float = 0.0,
     n_extra=(2, 5),
+    p_boxed: float = 0.0,
 ) -> Session:
     """Simulate the clicks for one training sample (Sec. 3.4) as a non-strict :class:`Session`.
 
@@ -185,11 +213,15 @@ def simulate_session(
       (each kind present half of the time). With probability ``p_free`` the extra clicks ignore the
       box rule (positives anywhere on the object, negatives on nearby background), as the field's
       standard robot user clicks, so one model serves both protocols;
-    * with probability ``p_robot`` the whole session is :func:`robot_like_session` instead.
+    * with probability ``p_robot`` the whole session is :func:`robot_like_session` instead, and with
+      ``p_boxed`` it is :func:`boxed_session` (a box before any click).
     """
     mask = np.asarray(mask, dtype=bool)
-    if rng.uniform() < p_robot:
+    u = rng.uniform()
+    if u < p_robot:
         return robot_like_session(mask, rng)
+    if u < p_robot + p_boxed:
+        return boxed_session(mask, rng)
     session = Session(mask.shape, strict=False)
     u = rng.uniform()
     if u < p_single:

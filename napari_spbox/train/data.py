@@ -119,15 +119,18 @@ def paste_object(rgb: np.ndarray, mask: np.ndarray, background: np.ndarray, flip
 class ClickSampleDataset(Dataset):
     """``repeats`` simulated click sets per object; sample ``i`` of epoch ``e`` is seeded by (seed, e, i).
 
-    ``p_robot`` of the samples carry standard-robot-like clicks (:func:`robot_like_session`), the rest
-    the paper's simulation (Sec. 3.4). ``p_paste`` of the samples (with ``augment``) show their object on
-    another training image's background (:func:`paste_object`); such a composite gets its own SLIC
+    ``p_robot`` of the samples carry standard-robot-like clicks (:func:`robot_like_session`),
+    ``p_boxed`` a box before any click (:func:`~napari_spbox.core.simulate.boxed_session`: correction
+    mode, a drawn box, the implied box), the rest the paper's simulation (Sec. 3.4). ``p_paste`` of the
+    samples (with ``augment``) show their object on another training image's background (:func:`paste_object`); such a composite gets its own SLIC
     superpixels, computed per sample, since the cached ones belong to the original image.
     """
 
     def __init__(self, items, cache: SuperpixelCache, size: int = 320, repeats: int = 1, seed: int = 0,
-                 variant: str = "spbox", augment: bool = True, p_robot: float = 0.4, p_paste: float = 0.0):
+                 variant: str = "spbox", augment: bool = True, p_robot: float = 0.4, p_paste: float = 0.0,
+                 p_boxed: float = 0.0):
         self.items, self.cache, self.size, self.p_robot = list(items), cache, size, p_robot
+        self.p_boxed = p_boxed
         self.repeats, self.seed, self.variant, self.augment = repeats, seed, variant, augment
         self.p_paste = p_paste
         self.epoch = 0
@@ -151,7 +154,7 @@ class ClickSampleDataset(Dataset):
         rgb, mask, sp = self._load(i % len(self.items))
         if self.augment and self.p_paste and len(self.items) > 1 and rng.uniform() < self.p_paste:
             rgb, sp = self._composite(i, rgb, mask, rng)
-        session = simulate_session(mask, sp, rng, p_robot=self.p_robot)
+        session = simulate_session(mask, sp, rng, p_robot=self.p_robot, p_boxed=self.p_boxed)
         window = zoom_window(guidance_region(sp, session), rgb.shape)
         if self.augment:
             window = _jitter_window(window, rgb.shape, rng)

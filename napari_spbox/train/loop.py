@@ -52,7 +52,7 @@ def _filter_area(items, min_area):
 def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=None, size=320, repeats=2,
           loss="bce", variant="spbox", init=None, resume=None, seed=0, workers=0, val_objects=24, val_clicks=10,
           device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None,
-          p_iterative=0.0, max_iterative_clicks=2, p_paste=0.0):
+          p_iterative=0.0, max_iterative_clicks=2, p_paste=0.0, p_boxed=0.0):
     """Train an SPBox network; returns the path of the last checkpoint. See ``spbox train --help``."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -75,7 +75,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     train_items, val_items = split_items(items)
     cache = SuperpixelCache(cache_dir or out_dir / "superpixels")
     ds = ClickSampleDataset(train_items, cache, size=size, repeats=repeats, seed=seed, variant=variant,
-                            p_paste=p_paste)
+                            p_paste=p_paste, p_boxed=p_boxed)
     sampler = DistributedSampler(ds, shuffle=True, seed=seed) if distributed else None
     loader = DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, num_workers=workers,
                         drop_last=True, persistent_workers=workers > 0,
