@@ -122,8 +122,9 @@ class ClickSampleDataset(Dataset):
     ``p_robot`` of the samples carry standard-robot-like clicks (:func:`robot_like_session`),
     ``p_boxed`` a box before any click (:func:`~napari_spbox.core.simulate.boxed_session`: correction
     mode, a drawn box, the implied box), the rest the paper's simulation (Sec. 3.4). ``p_paste`` of the
-    samples (with ``augment``) show their object on another training image's background (:func:`paste_object`); such a composite gets its own SLIC
-    superpixels, computed per sample, since the cached ones belong to the original image.
+    samples (with ``augment``) show their object on another training image's background
+    (:func:`paste_object`); such a composite gets its own SLIC superpixels, computed per sample, since
+    the cached ones belong to the original image.
     """
 
     def __init__(self, items, cache: SuperpixelCache, size: int = 320, repeats: int = 1, seed: int = 0,
