@@ -166,7 +166,8 @@ def boxed_session(mask: np.ndarray, rng: np.random.Generator, jitter: float = 0.
     if rng.uniform() >= p_exact:
         h, w = gt.height, gt.width
         t, l, b, r = (rng.normal(0, jitter, 4) * [h, w, h, w]).round().astype(int).tolist()
-        box = Box(gt.top + t, gt.left + l, max(gt.top + t, gt.bottom + b), max(gt.left + l, gt.right + r)).clip(mask.shape)
+        top, left = gt.top + t, gt.left + l
+        box = Box(top, left, max(top, gt.bottom + b), max(left, gt.right + r)).clip(mask.shape)
     session = Session(mask.shape, strict=False, box=box, start="box")
     _add_robot_clicks(session, mask, rng, max_extra)
     return session
