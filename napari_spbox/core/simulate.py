@@ -218,10 +218,10 @@ def simulate_session(
       ``p_boxed`` it is :func:`boxed_session` (a box before any click).
     """
     mask = np.asarray(mask, dtype=bool)
-    u = rng.uniform()
-    if u < p_robot:
+    kind = rng.uniform()
+    if kind < p_robot:
         return robot_like_session(mask, rng)
-    if u < p_robot + p_boxed:
+    if kind < p_robot + p_boxed:
         return boxed_session(mask, rng)
     session = Session(mask.shape, strict=False)
     u = rng.uniform()
