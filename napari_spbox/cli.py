@@ -116,7 +116,7 @@ def cmd_train(args) -> int:
                  resume=args.resume, seed=args.seed, workers=args.workers, val_objects=args.val_objects,
                  device=args.device, max_steps=args.max_steps, cache_dir=args.cache_dir, threads=args.threads,
                  p_iterative=args.iterative, max_iterative_clicks=args.iterative_clicks,
-                 p_paste=args.copy_paste, p_boxed=args.boxed)
+                 p_paste=args.copy_paste, p_boxed=args.boxed, freeze_bn=args.freeze_bn)
     write_log_json(args.out)
     out = Path(args.out)
     best = f"; lowest validation NoC@90: {out / 'best.pt'}" if (out / "best.pt").is_file() else ""
@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--boxed", type=float, default=0.0,
                    help="probability per sample of a box before any click, every click corrective "
                         "(correction mode, a drawn box, the implied box)")
+    t.add_argument("--freeze-bn", action="store_true",
+                   help="keep BatchNorm statistics and affine parameters fixed (fine-tuning at small batches)")
     t.set_defaults(func=cmd_train)
 
     from .benchmark import add_benchmark_parser

@@ -73,16 +73,22 @@ def test_tiny_model_loss_falls_on_simulated_clicks(tmp_path, disk_dataset):
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
 
 
+def _tiny_folder(tmp_path, disk_image, n=3):
+    """An ``img/`` + ``gt/`` training folder of ``n`` shifted copies of the disk image."""
+    img, mask = disk_image
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True, exist_ok=True)
+    (data / "gt").mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        Image.fromarray(np.roll(img, 10 * k, axis=1)).save(data / "img" / f"{k}.png")
+        Image.fromarray(np.roll(mask, 10 * k, axis=1).astype(np.uint8)).save(data / "gt" / f"{k}.png")
+    return data
+
+
 def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
     from napari_spbox.train.loop import train
 
-    img, mask = disk_image
-    data = tmp_path / "data"
-    for k in range(3):
-        (data / "img").mkdir(parents=True, exist_ok=True)
-        (data / "gt").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.roll(img, 10 * k, axis=1)).save(data / "img" / f"{k}.png")
-        Image.fromarray(np.roll(mask, 10 * k, axis=1).astype(np.uint8)).save(data / "gt" / f"{k}.png")
+    data = _tiny_folder(tmp_path, disk_image)
     out = tmp_path / "run"
     ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, p_boxed=0.5)
     assert ckpt.is_file() and (out / "weights.pt").is_file() and (out / "log.csv").read_text().count("\n") == 2
@@ -91,6 +97,26 @@ def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
           p_boxed=0.5)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     assert load_model(out / "weights.pt") is not None
+
+
+def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, disk_image):
+    from napari_spbox.model.weights import save_weights
+    from napari_spbox.train.loop import train
+
+    data = _tiny_folder(tmp_path, disk_image)
+    init = save_weights(build_network(pretrained=False), tmp_path / "init.pt")
+    start = load_model(init).state_dict()
+    # iterative clicks put the model in eval mode and back: BatchNorm must stay frozen through that too
+    ckpt = train([data], tmp_path / "run", epochs=1, batch_size=2, size=64, val_objects=0, progress=False,
+                 min_area=100, init=init, freeze_bn=True, p_iterative=1.0, lr=0.05)
+    end = torch.load(ckpt, weights_only=True)["model"]
+    bn = [n for n, m in build_network(pretrained=False).named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bn
+    for name in bn:
+        for key in ("running_mean", "running_var", "weight", "bias"):
+            assert torch.equal(end[f"{name}.{key}"], start[f"{name}.{key}"]), f"{name}.{key} moved"
+    convs = [k for k in start if k.endswith(".weight") and start[k].dim() == 4]
+    assert any(not torch.equal(end[k], start[k]) for k in convs)
 
 
 def test_best_weights_follow_the_validation_noc(tmp_path):

@@ -52,7 +52,7 @@ def _filter_area(items, min_area):
 def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=None, size=320, repeats=2,
           loss="bce", variant="spbox", init=None, resume=None, seed=0, workers=0, val_objects=24, val_clicks=10,
           device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None,
-          p_iterative=0.0, max_iterative_clicks=2, p_paste=0.0, p_boxed=0.0):
+          p_iterative=0.0, max_iterative_clicks=2, p_paste=0.0, p_boxed=0.0, freeze_bn=False):
     """Train an SPBox network; returns the path of the last checkpoint. See ``spbox train --help``."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -83,6 +83,9 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
 
     model = load_model(init, device="cpu").train() if init else build_network(arch, pretrained=True)
     model = model.to(device)
+    if freeze_bn:
+        for m in _batch_norms(model):
+            m.requires_grad_(False)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     lr = lr if lr is not None else 0.01 * batch_size * world / 8
@@ -108,13 +111,14 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
             ds.epoch = epoch
             if sampler is not None:
                 sampler.set_epoch(epoch)
-            net.train()
+            _train_mode(net, freeze_bn)
             losses, t0 = [], time.time()
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or rank != 0)
             iter_rng = np.random.default_rng([seed, rank, epoch])
             for x, y, idx in bar:
                 if p_iterative and iter_rng.uniform() < p_iterative:
-                    x = _add_error_clicks(model, ds, x, idx, device, iter_rng.integers(1, max_iterative_clicks + 1), pool)
+                    x = _add_error_clicks(model, ds, x, idx, device, iter_rng.integers(1, max_iterative_clicks + 1), pool,
+                                          freeze_bn)
                 cur = lr * min(1.0, (step + 1) / 200) * (1 - min(step, total - 1) / total) ** 0.9
                 for g in opt.param_groups:
                     g["lr"] = cur
@@ -173,8 +177,24 @@ def _improves(val: dict, best_card: Path) -> bool:
     return (val["noc@90"], val["noc@85"]) < (best.get("noc@90", math.inf), best.get("noc@85", math.inf))
 
 
+def _batch_norms(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def _train_mode(model, freeze_bn: bool) -> None:
+    """``model.train()``; with ``freeze_bn`` its BatchNorm layers stay in eval mode (running statistics kept).
+
+    A fine-tune at batch 8 re-estimates every BatchNorm statistic from 8 crops a step; freezing them (and
+    their affine parameters, see :func:`train`) is the usual remedy for small batches.
+    """
+    model.train()
+    if freeze_bn:
+        for m in _batch_norms(model):
+            m.eval()
+
+
 @torch.no_grad()
-def _add_error_clicks(model, ds, x, idx, device, rounds: int, pool=None):
+def _add_error_clicks(model, ds, x, idx, device, rounds: int, pool=None, freeze_bn: bool = False):
     """Iterative training: ``rounds`` times, predict the batch and add each sample's next robot click on
     its current error, so the network learns to correct its own mistakes (RITM's scheme).
 
@@ -192,7 +212,7 @@ def _add_error_clicks(model, ds, x, idx, device, rounds: int, pool=None):
             extras[b] = extra
             if new is not None:
                 x[b] = torch.from_numpy(new)
-    model.train()
+    _train_mode(model, freeze_bn)
     return x
 
 
