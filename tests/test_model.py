@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -100,7 +102,6 @@ def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
 
 
 def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, disk_image):
-    from napari_spbox.model.weights import save_weights
     from napari_spbox.train.loop import train
 
     data = _tiny_folder(tmp_path, disk_image)
@@ -110,6 +111,7 @@ def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, 
     ckpt = train([data], tmp_path / "run", epochs=1, batch_size=2, size=64, val_objects=0, progress=False,
                  min_area=100, init=init, freeze_bn=True, p_iterative=1.0, lr=0.05)
     end = torch.load(ckpt, weights_only=True)["model"]
+    assert json.loads((tmp_path / "run" / "weights.json").read_text())["freeze_bn"] is True
     bn = [n for n, m in build_network(pretrained=False).named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bn
     for name in bn:
@@ -120,8 +122,6 @@ def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, 
 
 
 def test_best_weights_follow_the_validation_noc(tmp_path):
-    import json
-
     from napari_spbox.train.loop import _improves
 
     card = tmp_path / "best.json"

@@ -117,8 +117,8 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
             iter_rng = np.random.default_rng([seed, rank, epoch])
             for x, y, idx in bar:
                 if p_iterative and iter_rng.uniform() < p_iterative:
-                    x = _add_error_clicks(model, ds, x, idx, device, iter_rng.integers(1, max_iterative_clicks + 1), pool,
-                                          freeze_bn)
+                    rounds = iter_rng.integers(1, max_iterative_clicks + 1)
+                    x = _add_error_clicks(model, ds, x, idx, device, rounds, pool, freeze_bn)
                 cur = lr * min(1.0, (step + 1) / 200) * (1 - min(step, total - 1) / total) ** 0.9
                 for g in opt.param_groups:
                     g["lr"] = cur
@@ -144,6 +144,8 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
                 card = {"training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step,
                         "batch_size": batch_size, "input_size": size, "loss": loss, "variant": variant,
                         "date": time.strftime("%Y-%m-%d"), "validation": val}
+                if freeze_bn:
+                    card["freeze_bn"] = True
                 _log_epoch(model, out_dir, card, [f"{np.mean(losses):.5f}", f"{cur:.3e}"], time.time() - t0)
             if max_steps and step >= max_steps:
                 break
