@@ -118,7 +118,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
             for x, y, idx in bar:
                 if p_iterative and iter_rng.uniform() < p_iterative:
                     rounds = iter_rng.integers(1, max_iterative_clicks + 1)
-                    x = _add_error_clicks(model, ds, x, idx, device, rounds, pool, freeze_bn)
+                    x = _add_error_clicks(model, ds, x, idx, device, rounds, pool)
                 cur = lr * min(1.0, (step + 1) / 200) * (1 - min(step, total - 1) / total) ** 0.9
                 for g in opt.param_groups:
                     g["lr"] = cur
@@ -196,7 +196,7 @@ def _train_mode(model, freeze_bn: bool) -> None:
 
 
 @torch.no_grad()
-def _add_error_clicks(model, ds, x, idx, device, rounds: int, pool=None, freeze_bn: bool = False):
+def _add_error_clicks(model, ds, x, idx, device, rounds: int, pool=None):
     """Iterative training: ``rounds`` times, predict the batch and add each sample's next robot click on
     its current error, so the network learns to correct its own mistakes (RITM's scheme).
 
@@ -204,6 +204,7 @@ def _add_error_clicks(model, ds, x, idx, device, rounds: int, pool=None, freeze_
     in the training process, that starved an H200 (1.8 s a step at batch 16), so ``pool`` (worker
     processes made by :func:`_error_click_pool`) spreads a batch's clicks out; results are the same.
     """
+    modes = [(m, m.training) for m in model.modules()]  # restored as found (frozen BatchNorm stays frozen)
     model.eval()
     extras = [[] for _ in idx]
     for _ in range(rounds):
@@ -214,7 +215,8 @@ def _add_error_clicks(model, ds, x, idx, device, rounds: int, pool=None, freeze_
             extras[b] = extra
             if new is not None:
                 x[b] = torch.from_numpy(new)
-    _train_mode(model, freeze_bn)
+    for m, training in modes:
+        m.training = training
     return x
 
 
