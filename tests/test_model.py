@@ -132,6 +132,29 @@ def test_best_weights_follow_the_validation_noc(tmp_path):
     assert not _improves({"noc@90": 9.0, "noc@85": 8.0}, card)
     assert not _improves({"noc@90": 9.4, "noc@85": 6.0}, card)
     assert not _improves({}, card)
+    # a run resumed with --val-pipeline scores 20 pipeline clicks: not comparable with the raw 10-click best
+    card.write_text(json.dumps({"validation": {"noc@90": 9.0, "noc@85": 8.0, "max_clicks": 10}}))
+    assert _improves({"noc@90": 12.0, "noc@85": 10.0, "max_clicks": 20, "pipeline": True}, card)
+    assert not _improves({"noc@90": 12.0, "noc@85": 10.0, "max_clicks": 10}, card)
+
+
+def test_pipeline_validation_scores_the_masks_a_user_gets(tmp_path, disk_image):
+    from napari_spbox.evaluation.metrics import summarise
+    from napari_spbox.evaluation.robot import evaluate
+    from napari_spbox.model.inference import SPBoxPredictor
+    from napari_spbox.train.data import training_items
+    from napari_spbox.train.loop import validate
+
+    items = training_items([_tiny_folder(tmp_path, disk_image, n=2)])
+    model = build_network(pretrained=False)
+    raw = validate(model, items, 5, "spbox", "cpu", progress=False)
+    full = validate(model, items, 5, "spbox", "cpu", progress=False, pipeline=True)
+    assert model.training  # validation leaves the model as it found it
+    # what the default predictor (the one users and `spbox evaluate` get) scores on the same objects
+    user = summarise(evaluate(SPBoxPredictor(model=model.eval()), items, max_clicks=5, progress=False), 5)
+    assert full["pipeline"] is True and "pipeline" not in raw
+    assert (full["noc@90"], full["miou5"]) == (round(user["noc@90"], 3), round(user["miou_per_click"][4], 4))
+    assert full["miou5"] != raw["miou5"]
 
 
 def test_shipped_weights_beat_untrained_network_on_grabcut():
