@@ -180,7 +180,8 @@ def _improves(val: dict, best_card: Path) -> bool:
     if not best_card.is_file():
         return True
     best = json.loads(best_card.read_text()).get("validation", {})
-    if (best.get("pipeline", False), best.get("max_clicks")) != (val.get("pipeline", False), val.get("max_clicks")):
+    same = (best.get("pipeline", False), best.get("max_clicks", val.get("max_clicks")))  # old cards lack max_clicks
+    if same != (val.get("pipeline", False), val.get("max_clicks")):
         return True  # a resumed run validated another way: its figures do not compare with the old best
     return (val["noc@90"], val["noc@85"]) < (best.get("noc@90", math.inf), best.get("noc@85", math.inf))
 
