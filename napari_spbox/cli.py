@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--start-from-mask", action="store_true", help="correction mode from degraded GT masks")
     e.add_argument("--weights", default=None)
     e.add_argument("--device", default="cpu")
-    e.add_argument("--variant", default="spbox", help="guidance variant of the weights (spbox, eu, bbox, dt)")
+    e.add_argument("--variant", default=None,
+                   help="guidance variant of the weights (spbox, eu, bbox, dt); default: the one their card names")
     e.add_argument("--superpixels", type=int, default=1000)
     e.add_argument("--raw-network", action="store_true",
                    help="spbox: the network's output as is (one pass, no click consistency, no edge refinement)")

@@ -121,6 +121,20 @@ def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, 
     assert any(not torch.equal(end[k], start[k]) for k in convs)
 
 
+def test_weights_run_with_the_guidance_their_card_names(tmp_path):
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    path = save_weights(build_network(pretrained=False), tmp_path / "eu.pt", {"variant": "eu"})
+    assert SPBoxPredictor(weights=path, backend="torch").variant == "eu"
+    assert SPBoxPredictor(weights=path, variant="eu", backend="torch").variant == "eu"
+    with pytest.raises(WeightsError, match="eu.pt.*'eu'.*not 'spbox'"):
+        SPBoxPredictor(weights=path, variant="spbox", backend="torch")
+    bare = save_weights(build_network(pretrained=False), tmp_path / "bare.pt")  # no card: the default or as told
+    assert SPBoxPredictor(weights=bare, backend="torch").variant == "spbox"
+    assert SPBoxPredictor(weights=bare, variant="dt", backend="torch").variant == "dt"
+    assert SPBoxPredictor(backend="torch").variant == "spbox"  # the shipped card
+
+
 def test_best_weights_follow_the_validation_noc(tmp_path):
     from napari_spbox.train.loop import _improves
 

@@ -17,7 +17,7 @@ from ..core.guidance import guidance_stack
 from ..core.predictor import Predictor, enforce_clicks, guidance_region, implied_box, refine_edges, zoom_window
 from ..core.protocol import Box, Session
 from ._runtime import make_runner
-from .weights import DEFAULT_WEIGHTS, load_model
+from .weights import DEFAULT_WEIGHTS, load_model, weights_variant
 
 INPUT_SIZE = 320
 
@@ -68,8 +68,10 @@ class SPBoxPredictor(Predictor):
         Weights file; the shipped default when omitted. Loaded once and reused for every image.
     device : str
         ``cpu`` or ``cuda``.
-    variant : str
-        Guidance variant the weights were trained with (``spbox``, ``eu``, ``bbox``, ``dt``).
+    variant : str, optional
+        Guidance variant the weights were trained with (``spbox``, ``eu``, ``bbox``, ``dt``); by default the
+        one the weights' card names. One that contradicts the card raises
+        :class:`~napari_spbox.model.weights.WeightsError`.
     model : torch.nn.Module, optional
         An already built network (training uses this for validation; it always runs in plain torch,
         so validation sees the weights as they are being trained).
@@ -89,12 +91,12 @@ class SPBoxPredictor(Predictor):
 
     name = "spbox"
 
-    def __init__(self, weights=None, device: str = "cpu", variant: str = "spbox", size: int = INPUT_SIZE, model=None,
+    def __init__(self, weights=None, device: str = "cpu", variant: str | None = None, size: int = INPUT_SIZE, model=None,
                  backend: str = "auto", click_consistency: bool = True, refine: bool = True, imply_box: bool = True,
                  **kw):
         super().__init__(**kw)
         self.device = torch.device(device)
-        self.variant = variant
+        self.variant = (variant or "spbox") if model is not None else weights_variant(weights, variant)
         self.size = size
         self.click_consistency = click_consistency
         self.refine = refine

@@ -25,6 +25,27 @@ def card_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
+def weights_variant(weights: str | Path | None = None, variant: str | None = None) -> str:
+    """The guidance variant to run ``weights`` with: the one its card names.
+
+    A network trained on one guidance (``spbox``, ``eu``, ``bbox``, ``dt``) and fed another gives masks that
+    look plausible and are wrong, so an explicit ``variant`` that contradicts the card is an error. Weights
+    without a card run with ``variant`` (default ``spbox``).
+    """
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    card = card_path(path)
+    trained = None
+    if card.is_file():
+        try:
+            trained = json.loads(card.read_text()).get("variant")
+        except (ValueError, AttributeError) as exc:
+            raise WeightsError(f"cannot read the card {card}: {exc}") from exc
+    if variant is not None and trained is not None and variant != trained:
+        raise WeightsError(f"weights file {path} was trained with {trained!r} guidance (its card {card.name} says so), "
+                           f"not {variant!r}; leave the variant out to use the card's")
+    return variant or trained or "spbox"
+
+
 def save_weights(model: torch.nn.Module, path: str | Path, card: dict | None = None) -> Path:
     """Write ``model``'s state dict in fp16 (floats only) and its card next to it (``.json``)."""
     path = Path(path)
