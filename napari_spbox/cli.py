@@ -68,6 +68,8 @@ def cmd_evaluate(args) -> int:
     per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
     summary = summarise(per_object, args.max_clicks)
     summary.update(method=args.method, protocol=args.protocol, dataset=str(args.path), start_from_mask=args.start_from_mask)
+    if getattr(predictor, "variant", None):
+        summary["variant"] = predictor.variant
     if args.method == "spbox":
         summary["click_consistency"] = not args.raw_network
         summary["refine"] = refine

@@ -42,7 +42,8 @@ def test_evaluate_no_refine_reaches_the_predictor(tiny_dataset, tmp_path, monkey
         out = tmp_path / f"spbox{len(flag)}.json"
         seen.clear()
         assert main(["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(out), *flag]) == 0
-        assert json.loads(out.read_text())["refine"] is refined
+        res = json.loads(out.read_text())
+        assert res["refine"] is refined and res["variant"] == "spbox"  # the shipped card's guidance
         assert bool(seen) is refined  # the predictor refined its clicks, or never did
 
 
