@@ -28,7 +28,8 @@ def cmd_segment(args) -> int:
     from .report import save_overlay
 
     image = load_image(args.image)
-    kw = {"weights": args.weights, "device": args.device, "refine": not args.no_refine} if args.method == "spbox" else {}
+    kw = ({"weights": args.weights, "device": args.device, "refine": not args.no_refine,
+           "precise_edges": args.precise_edges} if args.method == "spbox" else {})
     predictor = make_predictor(args.method, **kw)
     predictor.set_image(image)
     if args.box:
@@ -62,7 +63,8 @@ def cmd_evaluate(args) -> int:
     refine = not (args.raw_network or args.no_refine)
     imply_box = not (args.raw_network or args.no_implied_box)
     kw = ({"weights": args.weights, "device": args.device, "variant": args.variant,
-           "click_consistency": not args.raw_network, "refine": refine, "imply_box": imply_box}
+           "click_consistency": not args.raw_network, "refine": refine, "imply_box": imply_box,
+           "precise_edges": args.precise_edges}
           if args.method == "spbox" else {})
     predictor = make_predictor(args.method, n_segments=args.superpixels, **kw)
     per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
@@ -73,6 +75,7 @@ def cmd_evaluate(args) -> int:
     if args.method == "spbox":
         summary["click_consistency"] = not args.raw_network
         summary["refine"] = refine
+        summary["precise_edges"] = args.precise_edges
         summary["implied_box"] = imply_box
     if args.start_from_mask:
         summary["miou_start"] = float(np.mean([o["iou0"] for o in per_object]))
@@ -139,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", default=None)
     s.add_argument("--device", default="cpu")
     s.add_argument("--no-refine", action="store_true", help="spbox: keep the network's outline (no edge refinement)")
+    s.add_argument("--precise-edges", action="store_true", help="spbox: refine at full size, 3 GrabCut iterations (slower clicks)")
     s.add_argument("--non-strict", action="store_true", help="accept clicks that break the protocol")
     s.add_argument("--out", default="segment.png")
     s.add_argument("--mask-out", default=None, help="also write the mask as a PNG")
@@ -160,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--raw-network", action="store_true",
                    help="spbox: the network's output as is (one pass, no click consistency, no edge refinement)")
     e.add_argument("--no-refine", action="store_true", help="spbox: without edge refinement (click consistency kept)")
+    e.add_argument("--precise-edges", action="store_true", help="spbox: refine at full size, 3 GrabCut iterations (slower clicks)")
     e.add_argument("--no-implied-box", action="store_true",
                    help="spbox: before the box is set, one network pass on the whole image (no implied box)")
     e.add_argument("--json", default=None, help="write the summary here (and a per-object CSV beside it)")

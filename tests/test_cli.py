@@ -45,6 +45,12 @@ def test_evaluate_no_refine_reaches_the_predictor(tiny_dataset, tmp_path, monkey
         res = json.loads(out.read_text())
         assert res["refine"] is refined and res["variant"] == "spbox"  # the shipped card's guidance
         assert bool(seen) is refined  # the predictor refined its clicks, or never did
+    monkeypatch.setattr(inference, "refine_edges", lambda *a, **k: seen.append(k) or real(*a, **k))
+    seen.clear()
+    out = tmp_path / "precise.json"
+    assert main(["evaluate", str(tiny_dataset), "--max-clicks", "2", "--json", str(out), "--precise-edges"]) == 0
+    assert json.loads(out.read_text())["precise_edges"] is True
+    assert seen and all(k == {"iterations": 3, "max_side": None} for k in seen)  # full size, 3 iterations
 
 
 def test_segment_grabcut_writes_overlay_and_mask(tiny_dataset, tmp_path):

@@ -171,6 +171,18 @@ def test_missing_weights_is_reported(setup, notes, tmp_path):
     assert widget.preview_mask.any() and widget.predictor.name == "random-walker"
 
 
+def test_precise_edges_box_rebuilds_the_spbox_predictor(setup):
+    viewer, widget = setup()
+    widget.method_combo.setCurrentText("spbox")
+    widget.wait()
+    assert widget.predictor.name == "spbox" and widget.predictor.precise_edges is False
+    widget.model_settings.precise.setChecked(True)
+    widget.wait()
+    assert widget.predictor.precise_edges is True
+    click(viewer, widget, *CENTRE)
+    assert widget.preview_mask[CENTRE]  # the rebuilt predictor segments
+
+
 def test_out_of_protocol_click_is_refused_in_strict_mode(setup, notes):
     viewer, widget = setup()
     click(viewer, widget, 10, 190, positive=False)  # first click negative: refused

@@ -194,7 +194,7 @@ class Job:
         ``None`` loads the model (reports bad weights before the first click) and warms the predictor
         up on the image (SLIC), off the GUI thread.
     model : tuple
-        ``(method, weights, device, n_segments)``; a different tuple rebuilds the predictor.
+        ``(method, weights, device, n_segments, precise_edges)``; a different tuple rebuilds the predictor.
     image_key : hashable or None
         Identifies the image and channel; ``set_image`` runs only when it changes.
     load_image : callable
@@ -217,8 +217,8 @@ class JobError(RuntimeError):
 
 
 def _model_kwargs(model: tuple) -> dict:
-    method, weights, device, n_segments = model
-    extra = {"weights": weights, "device": device} if method == "spbox" else {}
+    method, weights, device, n_segments, precise_edges = model
+    extra = {"weights": weights, "device": device, "precise_edges": precise_edges} if method == "spbox" else {}
     return {"method": method, "n_segments": n_segments, **extra}
 
 
