@@ -243,7 +243,7 @@ def _warm_up(spbox, grabcut) -> None:
 
 def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DEFAULT_CLICKS, sizes=DEFAULT_SIZES,
                   device: str = "cpu", weights=None, threads: int | None = None, grabcut: bool = True,
-                  progress: bool = True, backend: str = "auto", refine: bool = True) -> dict:
+                  progress: bool = True, backend: str = "auto", refine: bool = True, precise_edges: bool = False) -> dict:
     """Run the benchmark and return the JSON-ready summary (see the module docstring).
 
     Parameters
@@ -267,6 +267,8 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
         How the network runs (see :func:`napari_spbox.model._runtime.make_runner`).
     refine : bool
         Time the click with edge refinement (the default predictor) or without it.
+    precise_edges : bool
+        Time the "precise edges" refinement (full size, 3 iterations) instead of the default one.
     """
     import torch
     from tqdm import tqdm
@@ -286,7 +288,8 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
     images = load_images(data or _default_data(), limit)
 
     t0 = time.perf_counter()
-    spbox = make_predictor("spbox", weights=weights, device=device, backend=backend, refine=refine)
+    spbox = make_predictor("spbox", weights=weights, device=device, backend=backend, refine=refine,
+                           precise_edges=precise_edges)
     load_ms = (time.perf_counter() - t0) * 1000.0
     gc = make_predictor("grabcut", iterations=5) if grabcut else None
     _warm_up(spbox, gc)
@@ -316,6 +319,7 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
         "weights": str(weights) if weights else "shipped",
         "model_load_ms": load_ms,
         "input_size": spbox.size,
+        "refine": "precise" if refine and precise_edges else refine,
         "n_superpixels": spbox.n_segments,
         "clicks_per_image": clicks,
         "images": [name for name, *_ in images],
@@ -350,7 +354,7 @@ def format_table(result: dict) -> str:
 def cmd_benchmark(args) -> int:
     result = run_benchmark(args.data, args.limit, args.clicks, args.size or list(DEFAULT_SIZES), args.device,
                            args.weights, args.threads, grabcut=not args.no_grabcut, backend=args.backend,
-                           refine=not args.no_refine)
+                           refine=not args.no_refine, precise_edges=args.precise_edges)
     print(format_table(result))
     short = [label for label, r in result["by_size"].items() if not r["click_ms"] or r["click_ms"]["n"] < MIN_LATER_CLICKS]
     if short:
@@ -377,6 +381,7 @@ def add_benchmark_parser(subparsers):
     b.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads (default: theirs)")
     b.add_argument("--json", default=None, help="write the full results here")
     b.add_argument("--no-refine", action="store_true", help="time the click without edge refinement")
+    b.add_argument("--precise-edges", action="store_true", help="time the full-size, 3-iteration edge refinement")
     b.add_argument("--no-grabcut", action="store_true", help="skip the OpenCV GrabCut comparison")
     b.set_defaults(func=cmd_benchmark)
     return b
