@@ -75,7 +75,7 @@ def cmd_evaluate(args) -> int:
     if args.method == "spbox":
         summary["click_consistency"] = not args.raw_network
         summary["refine"] = refine
-        summary["precise_edges"] = args.precise_edges
+        summary["precise_edges"] = args.precise_edges and refine
         summary["implied_box"] = imply_box
     if args.start_from_mask:
         summary["miou_start"] = float(np.mean([o["iou0"] for o in per_object]))
