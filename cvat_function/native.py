@@ -10,7 +10,8 @@ machine that has the model (the agent pulls the requests from CVAT, no port is o
         --function-file cvat_function/native.py -p device=str:cuda
 
 Parameters (``-p NAME=str:VALUE``): ``method`` (``spbox``, ``grabcut``, ``random-walker``),
-``weights`` (default: shipped), ``device`` (``cpu`` / ``cuda``). The prompts are turned into a
+``weights`` (default: shipped), ``device`` (``cpu`` / ``cuda``); ``-p precise_edges=bool:true`` refines
+each outline at full size (slower clicks). The prompts are turned into a
 session with the same rule as the Nuclio function (:mod:`napari_spbox.cvat`): a box when the user
 drew one, otherwise first positive + first negative.
 """
@@ -48,6 +49,7 @@ class SPBoxInteraction:
         return [cvataa.InteractionResultShape(type="mask", points=encode_mask(mask))]
 
 
-def create(method: str = "spbox", weights: str = "", device: str = "cpu") -> SPBoxInteraction:
+def create(method: str = "spbox", weights: str = "", device: str = "cpu", precise_edges: bool = False) -> SPBoxInteraction:
     """Factory cvat-cli calls with the ``-p`` parameters; loads the model once."""
-    return SPBoxInteraction(InteractorService.create(method, weights=weights or None, device=device))
+    return SPBoxInteraction(InteractorService.create(method, weights=weights or None, device=device,
+                                                     precise_edges=precise_edges))

@@ -64,6 +64,7 @@ ENV_WEIGHTS = "SPBOX_WEIGHTS"
 ENV_DEVICE = "SPBOX_DEVICE"
 ENV_BOX_IN_POS_POINTS = "SPBOX_BOX_IN_POS_POINTS"
 ENV_MAX_PIXELS = "SPBOX_MAX_PIXELS"
+ENV_PRECISE_EDGES = "SPBOX_PRECISE_EDGES"
 
 
 class RequestError(ValueError):
@@ -319,23 +320,32 @@ class InteractorService:
     @classmethod
     def from_env(cls, env=None, log=None) -> "InteractorService":
         """Build from ``SPBOX_METHOD`` (default ``spbox``), ``SPBOX_WEIGHTS`` (default: shipped),
-        ``SPBOX_DEVICE`` (default ``cpu``), ``SPBOX_BOX_IN_POS_POINTS`` and ``SPBOX_MAX_PIXELS``."""
+        ``SPBOX_DEVICE`` (default ``cpu``), ``SPBOX_PRECISE_EDGES`` (default off), ``SPBOX_BOX_IN_POS_POINTS``
+        and ``SPBOX_MAX_PIXELS``."""
         env = os.environ if env is None else env
         return cls.create(
             env.get(ENV_METHOD) or "spbox",
             weights=env.get(ENV_WEIGHTS) or None,
             device=env.get(ENV_DEVICE) or "cpu",
+            precise_edges=_truthy(env.get(ENV_PRECISE_EDGES, "0")),
             box_in_pos_points=_truthy(env.get(ENV_BOX_IN_POS_POINTS, "0")),
             max_pixels=int(env.get(ENV_MAX_PIXELS) or MAX_PIXELS),
             log=log,
         )
 
     @classmethod
-    def create(cls, method: str = "spbox", weights=None, device: str = "cpu", **kw) -> "InteractorService":
-        """Load the predictor named ``method`` (``spbox``, ``grabcut`` or ``random-walker``)."""
+    def create(cls, method: str = "spbox", weights=None, device: str = "cpu", precise_edges: bool = False,
+               **kw) -> "InteractorService":
+        """Load the predictor named ``method`` (``spbox``, ``grabcut`` or ``random-walker``).
+
+        ``precise_edges`` (spbox only) refines each outline at full size with three GrabCut iterations:
+        slower clicks, for annotators who want the edge placed exactly.
+        """
         from .core.predictor import make_predictor
 
-        pkw = {"weights": weights, "device": device} if method == "spbox" else {}
+        if precise_edges and method != "spbox":
+            raise ValueError(f"precise edges are an option of the spbox method, not of {method!r}")
+        pkw = {"weights": weights, "device": device, "precise_edges": precise_edges} if method == "spbox" else {}
         return cls(make_predictor(method, **pkw), **kw)
 
     def predict(self, req: InteractorRequest) -> np.ndarray:

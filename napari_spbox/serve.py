@@ -103,7 +103,8 @@ def make_server(service: InteractorService, host: str = "127.0.0.1", port: int =
 def cmd_serve_cvat(args) -> int:
     """``spbox serve-cvat``: load the model once, serve until Ctrl-C."""
     service = InteractorService.create(
-        args.method, weights=args.weights, device=args.device, box_in_pos_points=args.box_in_pos_points,
+        args.method, weights=args.weights, device=args.device, precise_edges=args.precise_edges,
+        box_in_pos_points=args.box_in_pos_points,
         max_pixels=args.max_pixels, log=lambda m: print(m, file=sys.stderr),
     )
     server = make_server(service, args.host, args.port)
@@ -126,6 +127,8 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--method", default="spbox", choices=["spbox", "grabcut", "random-walker"])
     s.add_argument("--weights", default=None, help="weights file (default: the shipped ones)")
     s.add_argument("--device", default="cpu")
+    s.add_argument("--precise-edges", action="store_true",
+                   help="spbox: refine at full size, 3 GrabCut iterations (slower clicks)")
     s.add_argument("--box-in-pos-points", action="store_true",
                    help="legacy CVAT: the first two pos_points are the box corners when obj_bbox is absent")
     s.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="largest image accepted, in pixels")

@@ -216,6 +216,27 @@ def test_legacy_box_from_environment(monkeypatch):
     assert iou(np.asarray(json.loads(response.body)["mask"], bool), GT) > 0.8
 
 
+def test_precise_edges_from_environment(monkeypatch):
+    """``SPBOX_PRECISE_EDGES=1`` makes the deployed spbox function refine at full size, 3 iterations."""
+    from napari_spbox.model import inference
+
+    seen = []
+    real = inference.refine_edges
+    monkeypatch.setattr(inference, "refine_edges", lambda *a, **k: seen.append(k) or real(*a, **k))
+    monkeypatch.delenv("SPBOX_BOX_IN_POS_POINTS", raising=False)
+    monkeypatch.setenv("SPBOX_METHOD", "spbox")
+    for value, setting in (("0", {}), ("1", {"iterations": 3, "max_side": None})):
+        monkeypatch.setenv("SPBOX_PRECISE_EDGES", value)
+        main = load_main()
+        seen.clear()
+        response = Platform().call_handler(main.handler, Event(body=GOOD, content_type="application/json"))
+        assert response.status_code == 200
+        assert seen and all(k == setting for k in seen)
+    monkeypatch.setenv("SPBOX_METHOD", "grabcut")  # an option of the network's pipeline only: said at start-up
+    with pytest.raises(ValueError, match="precise edges"):
+        InteractorService.from_env()
+
+
 @pytest.mark.parametrize("name", sorted(BAD_BODIES))
 def test_bad_request_is_400_with_message(nuclio, name):
     status, answer = nuclio(BAD_BODIES[name])
@@ -426,6 +447,7 @@ def test_serve_parser():
     args = p.parse_args(["serve-cvat", "--port", "0", "--method", "random-walker", "--device", "cpu"])
     assert args.func is cmd_serve_cvat and args.host == "127.0.0.1" and args.port == 0
     assert args.method == "random-walker" and args.weights is None and args.max_pixels == MAX_PIXELS
+    assert not args.precise_edges and p.parse_args(["serve-cvat", "--precise-edges"]).precise_edges
     with pytest.raises(SystemExit):
         p.parse_args(["serve-cvat", "--method", "nope"])
 
