@@ -1,128 +1,24 @@
-"""CVAT interactor: Nuclio handler (through nuclio_sdk's test Platform), dev HTTP server, native function.
+"""CVAT interactor: the Nuclio handler (through nuclio_sdk's test Platform) and function.yaml.
 
-Every prediction uses the classical random-walker predictor (SPBOX_METHOD override): fast, no weights.
+Every prediction uses the classical random-walker predictor (SPBOX_METHOD override): fast, no weights, unless a
+test is about the network's own settings.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import http.client
-import importlib.util
-import io
 import json
-import struct
-import sys
-import threading
-import time
-import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from nuclio_sdk import Event
 from nuclio_sdk.test import Platform
-from PIL import Image
 
 from napari_spbox.core.predictor import THRESHOLD, Prediction
 from napari_spbox.core.protocol import Box, box_from_pair
 from napari_spbox.cvat import MAX_PIXELS, InteractorService, build_session, mask_json, parse_request
-from napari_spbox.serve import add_serve_parser, cmd_serve_cvat, make_server
 
-ROOT = Path(__file__).resolve().parent.parent
-FUNC = ROOT / "cvat_function"
-
-
-# -- helpers ----------------------------------------------------------------------------------
-def disk_scene(cy=60, cx=80, radius=28, shape=(120, 160), seed=0):
-    """A red disk on a blue, noisy background (uint8 RGB) and its mask."""
-    rng = np.random.default_rng(seed)
-    rr, cc = np.mgrid[: shape[0], : shape[1]]
-    mask = (rr - cy) ** 2 + (cc - cx) ** 2 <= radius**2
-    img = np.where(mask[..., None], [200, 60, 50], [30, 40, 90]).astype(np.float64)
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8), mask
-
-
-def b64(img: np.ndarray, fmt: str = "JPEG") -> str:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def cvat_request(image_b64, pos, neg=(), bbox=None):
-    """The payload CVAT's lambda manager posts to an interactor ([x, y] points)."""
-    return {"image": image_b64, "pos_points": [list(p) for p in pos], "neg_points": [list(p) for p in neg],
-            "obj_bbox": bbox}
-
-
-def iou(a, b) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
-
-
-def png_header(w, h) -> bytes:
-    """A PNG whose header claims ``w`` x ``h`` (no usable pixel data)."""
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
-IMG, GT = disk_scene()
-IMG_B64 = b64(IMG)
-# Paper protocol in CVAT's [x, y]: centre click, then a click just outside the disk (diagonal).
-GOOD = cvat_request(IMG_B64, [(80, 60)], [(112, 92)])
-GOOD_BOX = cvat_request(IMG_B64, [(80, 60)], [], bbox=[[48, 28], [112, 92]])
-BIG = io.BytesIO()
-Image.new("1", (8000, 7000)).save(BIG, "PNG")  # 56 MP, a few kB: over the 50 MP limit
-
-BAD_BODIES = {
-    "invalid JSON": b'{"image": "abc", "pos_points": [[1, 2]',
-    "empty body": b"",
-    "JSON list, not an object": b"[1, 2, 3]",
-    "not UTF-8": b"\xff\xfe\x00garbage",
-    "invalid base64": {**GOOD, "image": "!!!this is not base64!!!"},
-    "image not a string": {**GOOD, "image": 12345},
-    "empty image": {**GOOD, "image": ""},
-    "non-image bytes": {**GOOD, "image": base64.b64encode(b"hello, I am not an image").decode()},
-    "truncated JPEG": {**GOOD, "image": base64.b64encode(base64.b64decode(IMG_B64)[:300]).decode()},
-    "0-pixel image": {**GOOD, "image": base64.b64encode(png_header(0, 40)).decode()},
-    "oversized image": {**GOOD, "image": base64.b64encode(BIG.getvalue()).decode()},
-    "missing image": {k: v for k, v in GOOD.items() if k != "image"},
-    "missing pos_points": {k: v for k, v in GOOD.items() if k != "pos_points"},
-    "empty points, no box": {**GOOD, "pos_points": [], "neg_points": []},
-    "only negatives": {**GOOD, "pos_points": [], "neg_points": [[10, 10]]},
-    "NaN point": {**GOOD, "pos_points": [[float("nan"), 60]]},
-    "infinite point": {**GOOD, "neg_points": [[10, float("inf")]]},
-    "point outside (x)": {**GOOD, "pos_points": [[500, 60]]},
-    "point outside (negative y)": {**GOOD, "neg_points": [[20, -3]]},
-    "point not a pair": {**GOOD, "pos_points": [[80]]},
-    "point of strings": {**GOOD, "pos_points": [["80", "60"]]},
-    "point of booleans": {**GOOD, "pos_points": [[True, False]]},
-    "points not a list": {**GOOD, "pos_points": "80,60"},
-    "too many points": {**GOOD, "neg_points": [[5, 5]] * 5000},
-    "box with one corner": {**GOOD_BOX, "obj_bbox": [[48, 28]]},
-    "box outside": {**GOOD_BOX, "obj_bbox": [[48, 28], [900, 92]]},
-    "box not a list": {**GOOD_BOX, "obj_bbox": "48,28,112,92"},
-    "threshold out of range": {**GOOD, "threshold": 1.5},
-    "threshold not a number": {**GOOD, "threshold": "high"},
-    "legacy box flag, one point": {**GOOD, "obj_bbox": None, "pos_points": [[48, 28]], "startswith_box": True},
-}
-
-
-def encode(body):
-    return body if isinstance(body, (bytes, str)) else json.dumps(body).encode()
-
-
-def load_main():
-    """cvat_function/main.py as a module (Platform looks the handler's module up in sys.modules)."""
-    name = "spbox_cvat_function_main"
-    spec = importlib.util.spec_from_file_location(name, FUNC / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from cvat_data import BAD_BODIES, FUNC, GOOD, GOOD_BOX, GT, IMG, b64, cvat_request, disk_scene, iou, load_main
 
 
 @pytest.fixture
@@ -345,132 +241,3 @@ def test_function_yaml(name):
         assert spec["resources"]["limits"]["nvidia.com/gpu"] == 1 and device == "cuda"
     else:
         assert "resources" not in spec and device == "cpu"
-
-
-# -- dev HTTP server --------------------------------------------------------------------------
-@pytest.fixture
-def server():
-    """Dev server on an ephemeral port. set_image is slowed down so that, were predictions not
-    serialised, concurrent clients would interleave and get another frame's mask."""
-    service = InteractorService.create("random-walker")
-    real_set_image = service.predictor.set_image
-    service.predictor.set_image = lambda image, *a, **kw: (real_set_image(image, *a, **kw), time.sleep(0.02))
-    srv = make_server(service, "127.0.0.1", 0, quiet=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv.server_address[1]
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
-
-
-def post(port, body, path="/", conn=None):
-    own = conn is None
-    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request("POST", path, body=encode(body), headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        data = r.read()
-        assert r.getheader("Content-Type") == "application/json"
-        return r.status, json.loads(data)
-    finally:
-        if own:
-            conn.close()
-
-
-def test_http_round_trip(server):
-    for path in ("/", "/predict"):
-        status, answer = post(server, GOOD, path)
-        assert status == 200 and iou(np.asarray(answer["mask"], bool), GT) > 0.8
-    assert post(server, BAD_BODIES["invalid JSON"])[0] == 400
-    status, answer = post(server, BAD_BODIES["point outside (x)"])
-    assert status == 400 and "outside" in answer["error"]
-    assert post(server, GOOD, "/nope")[0] == 404
-    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
-    conn.request("GET", "/health")
-    r = conn.getresponse()
-    assert r.status == 200 and json.loads(r.read())["method"] == "random-walker"
-    conn.close()
-
-
-def test_http_eight_concurrent_clients(server):
-    # Four different frames of one size: a mixed-up prediction shows as a wrong mask.
-    scenes = [disk_scene(40 + 10 * k, 50 + 20 * k, 18 + 2 * k, seed=k) for k in range(4)]
-    bodies = [cvat_request(b64(img), [(50 + 20 * k, 40 + 10 * k)], [(50 + 20 * k + 30 + 2 * k, 40 + 10 * k + 30)])
-              for k, (img, _) in enumerate(scenes)]
-    failures, done = [], []
-
-    def client(c):
-        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=120)  # keep-alive: one connection
-        try:
-            for i in range(4):
-                k = (c + i) % 4
-                if (c + i) % 3 == 0:  # bad requests interleaved with good ones
-                    status, answer = post(server, BAD_BODIES["NaN point"], conn=conn)
-                    if status != 400:
-                        failures.append((c, i, status, answer))
-                    continue
-                status, answer = post(server, bodies[k], conn=conn)
-                mask = np.asarray(answer.get("mask", []), bool)
-                if status != 200 or mask.shape != scenes[k][1].shape or iou(mask, scenes[k][1]) < 0.7:
-                    failures.append((c, i, status, answer.get("error")))
-                done.append(1)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            failures.append((c, repr(exc)))
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert not any(t.is_alive() for t in threads)
-    assert not failures, failures
-    assert len(done) == sum(1 for c in range(8) for i in range(4) if (c + i) % 3 != 0)
-
-
-def test_http_body_limits(server):
-    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
-    conn.putrequest("POST", "/")
-    conn.putheader("Content-Length", str(10**12))
-    conn.endheaders()
-    r = conn.getresponse()
-    assert r.status == 413 and "limit" in json.loads(r.read())["error"]
-    conn.close()
-    assert post(server, GOOD)[0] == 200  # still serving
-
-
-def test_serve_parser():
-    p = argparse.ArgumentParser()
-    add_serve_parser(p.add_subparsers(dest="command"))
-    args = p.parse_args(["serve-cvat", "--port", "0", "--method", "random-walker", "--device", "cpu"])
-    assert args.func is cmd_serve_cvat and args.host == "127.0.0.1" and args.port == 0
-    assert args.method == "random-walker" and args.weights is None and args.max_pixels == MAX_PIXELS
-    assert not args.precise_edges and p.parse_args(["serve-cvat", "--precise-edges"]).precise_edges
-    with pytest.raises(SystemExit):
-        p.parse_args(["serve-cvat", "--method", "nope"])
-
-
-# -- native cvat-sdk function -----------------------------------------------------------------
-def test_native_interaction_function():
-    import cvat_sdk.auto_annotation as cvataa
-    from cvat_sdk.masks import decode_mask
-
-    spec = importlib.util.spec_from_file_location("spbox_cvat_native", FUNC / "native.py")
-    native = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(native)
-    fn = native.create(method="random-walker")
-    assert isinstance(fn.spec, cvataa.InteractionFunctionSpec) and fn.spec.min_bounding_boxes == 0
-
-    class Prompts:
-        pos_points, neg_points, bounding_box = ((80.0, 60.0),), ((112.0, 92.0),), None
-
-    pp = fn.preprocess_image(None, Image.fromarray(IMG))
-    for prompts in (Prompts, type("P", (Prompts,), {"neg_points": (), "bounding_box": ((48, 28), (112, 92))})):
-        shapes = fn.detect(None, pp, prompts)
-        assert len(shapes) == 1 and shapes[0].type == "mask"
-        mask = decode_mask(shapes[0].points, image_width=IMG.shape[1], image_height=IMG.shape[0])
-        assert iou(mask, GT) > 0.8
-    with pytest.raises(ValueError, match="outside"):
-        fn.detect(None, pp, type("P", (Prompts,), {"pos_points": ((999.0, 5.0),)}))

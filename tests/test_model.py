@@ -1,10 +1,8 @@
-import json
+"""The networks, weight files and cards, and the SPBox predictor's click path (backends, stages, implied box)."""
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from scipy import ndimage
 
 from napari_spbox.model.network import build_network
 from napari_spbox.model.weights import WeightsError, default_weights_path, load_model, save_weights
@@ -54,123 +52,6 @@ def test_missing_and_corrupt_weights_name_the_file(tmp_path):
         load_model(bad)
 
 
-def test_tiny_model_loss_falls_on_simulated_clicks(tmp_path, disk_dataset):
-    from napari_spbox.datasets import Item
-    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
-
-    item = Item("a", disk_dataset / "img" / "disk.png", disk_dataset / "gt" / "disk.png")
-    ds = ClickSampleDataset([item], SuperpixelCache(tmp_path / "sp", 200), size=64, repeats=4)
-    x = torch.stack([ds[i][0] for i in range(4)])
-    y = torch.stack([ds[i][1] for i in range(4)])
-    torch.manual_seed(0)
-    net = build_network(pretrained=True).train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9, nesterov=True)
-    losses = []
-    for _ in range(12):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
-
-
-def _tiny_folder(tmp_path, disk_image, n=3):
-    """An ``img/`` + ``gt/`` training folder of ``n`` shifted copies of the disk image."""
-    img, mask = disk_image
-    data = tmp_path / "data"
-    (data / "img").mkdir(parents=True, exist_ok=True)
-    (data / "gt").mkdir(parents=True, exist_ok=True)
-    for k in range(n):
-        Image.fromarray(np.roll(img, 10 * k, axis=1)).save(data / "img" / f"{k}.png")
-        Image.fromarray(np.roll(mask, 10 * k, axis=1).astype(np.uint8)).save(data / "gt" / f"{k}.png")
-    return data
-
-
-def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
-    from napari_spbox.train.loop import train
-
-    data = _tiny_folder(tmp_path, disk_image)
-    out = tmp_path / "run"
-    ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, p_boxed=0.5)
-    assert ckpt.is_file() and (out / "weights.pt").is_file() and (out / "log.csv").read_text().count("\n") == 2
-    assert not (out / "best.pt").exists()  # no validation, nothing to call best
-    train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt,
-          p_boxed=0.5)
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
-    assert load_model(out / "weights.pt") is not None
-
-
-def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, disk_image):
-    from napari_spbox.train.loop import train
-
-    data = _tiny_folder(tmp_path, disk_image)
-    init = save_weights(build_network(pretrained=False), tmp_path / "init.pt")
-    start = load_model(init).state_dict()
-    # iterative clicks put the model in eval mode and back: BatchNorm must stay frozen through that too
-    ckpt = train([data], tmp_path / "run", epochs=1, batch_size=2, size=64, val_objects=0, progress=False,
-                 min_area=100, init=init, freeze_bn=True, p_iterative=1.0, lr=0.05)
-    end = torch.load(ckpt, weights_only=True)["model"]
-    assert json.loads((tmp_path / "run" / "weights.json").read_text())["freeze_bn"] is True
-    bn = [n for n, m in build_network(pretrained=False).named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert bn
-    for name in bn:
-        for key in ("running_mean", "running_var", "weight", "bias"):
-            assert torch.equal(end[f"{name}.{key}"], start[f"{name}.{key}"]), f"{name}.{key} moved"
-    convs = [k for k in start if k.endswith(".weight") and start[k].dim() == 4]
-    assert any(not torch.equal(end[k], start[k]) for k in convs)
-
-
-def test_weights_run_with_the_guidance_their_card_names(tmp_path):
-    from napari_spbox.model.inference import SPBoxPredictor
-
-    path = save_weights(build_network(pretrained=False), tmp_path / "eu.pt", {"variant": "eu"})
-    assert SPBoxPredictor(weights=path, backend="torch").variant == "eu"
-    assert SPBoxPredictor(weights=path, variant="eu", backend="torch").variant == "eu"
-    with pytest.raises(WeightsError, match="eu.pt.*'eu'.*not 'spbox'"):
-        SPBoxPredictor(weights=path, variant="spbox", backend="torch")
-    bare = save_weights(build_network(pretrained=False), tmp_path / "bare.pt")  # no card: the default or as told
-    assert SPBoxPredictor(weights=bare, backend="torch").variant == "spbox"
-    assert SPBoxPredictor(weights=bare, variant="dt", backend="torch").variant == "dt"
-    assert SPBoxPredictor(backend="torch").variant == "spbox"  # the shipped card
-
-
-def test_best_weights_follow_the_validation_noc(tmp_path):
-    from napari_spbox.train.loop import _improves
-
-    card = tmp_path / "best.json"
-    assert _improves({"noc@90": 9.0, "noc@85": 8.0}, card)  # first validated epoch
-    card.write_text(json.dumps({"validation": {"noc@90": 9.0, "noc@85": 8.0}}))
-    assert _improves({"noc@90": 8.5, "noc@85": 8.2}, card)
-    assert _improves({"noc@90": 9.0, "noc@85": 7.9}, card)  # tie on NoC@90, better NoC@85
-    assert not _improves({"noc@90": 9.0, "noc@85": 8.0}, card)
-    assert not _improves({"noc@90": 9.4, "noc@85": 6.0}, card)
-    assert not _improves({}, card)
-    # a run resumed with --val-pipeline scores 20 pipeline clicks: not comparable with the raw 10-click best
-    card.write_text(json.dumps({"validation": {"noc@90": 9.0, "noc@85": 8.0, "max_clicks": 10}}))
-    assert _improves({"noc@90": 12.0, "noc@85": 10.0, "max_clicks": 20, "pipeline": True}, card)
-    assert not _improves({"noc@90": 12.0, "noc@85": 10.0, "max_clicks": 10}, card)
-
-
-def test_pipeline_validation_scores_the_masks_a_user_gets(tmp_path, disk_image):
-    from napari_spbox.evaluation.metrics import summarise
-    from napari_spbox.evaluation.robot import evaluate
-    from napari_spbox.model.inference import SPBoxPredictor
-    from napari_spbox.train.data import training_items
-    from napari_spbox.train.loop import validate
-
-    items = training_items([_tiny_folder(tmp_path, disk_image, n=2)])
-    model = build_network(pretrained=False)
-    raw = validate(model, items, 5, "spbox", "cpu", progress=False)
-    full = validate(model, items, 5, "spbox", "cpu", progress=False, pipeline=True)
-    assert model.training  # validation leaves the model as it found it
-    # what the default predictor (the one users and `spbox evaluate` get) scores on the same objects
-    user = summarise(evaluate(SPBoxPredictor(model=model.eval()), items, max_clicks=5, progress=False), 5)
-    assert full["pipeline"] is True and "pipeline" not in raw
-    assert (full["noc@90"], full["miou5"]) == (round(user["noc@90"], 3), round(user["miou_per_click"][4], 4))
-    assert full["miou5"] != raw["miou5"]
-
-
 def test_shipped_weights_beat_untrained_network_on_grabcut():
     from pathlib import Path
 
@@ -191,83 +72,6 @@ def test_shipped_weights_beat_untrained_network_on_grabcut():
     # measured with the shipped weights: 0.59 and 0.81 trained, 0.10 and 0.22 untrained
     assert np.mean(after3["trained"]) > 0.6
     assert np.mean(after3["trained"]) > np.mean(after3["untrained"]) + 0.3
-
-
-def test_train_runs_unchanged_under_torchrun(tmp_path, disk_image):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    img, mask = disk_image
-    data = tmp_path / "data"
-    (data / "img").mkdir(parents=True)
-    (data / "gt").mkdir(parents=True)
-    for k in range(4):
-        Image.fromarray(np.roll(img, 8 * k, axis=1)).save(data / "img" / f"{k}.png")
-        Image.fromarray(np.roll(mask, 8 * k, axis=1).astype(np.uint8)).save(data / "gt" / f"{k}.png")
-    out = tmp_path / "run"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "napari_spbox.cli", "train", "--data", str(data), "--out",
-           str(out), "--epochs", "1", "--batch-size", "2", "--size", "64", "--val-objects", "0", "--threads", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    # two ranks of 2 objects each, batch 2: one step per rank, one log row written by rank 0
-    assert (out / "log.csv").read_text().splitlines()[1].startswith("1,1,")
-    assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
-
-
-def _one_object_dataset(tmp_path, disk_image):
-    """8 simulated click sets at 64x64 of the disk image, saved as files like a user's data."""
-    from napari_spbox.datasets import Item
-    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
-
-    img, mask = disk_image
-    Image.fromarray(img).save(tmp_path / "a.png")
-    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
-    return ClickSampleDataset([Item("a", tmp_path / "a.png", tmp_path / "m.png")],
-                              SuperpixelCache(tmp_path / "sp", 200), size=64, repeats=8)
-
-
-def test_iterative_training_click_lands_on_the_error(tmp_path, disk_image):
-    mask = disk_image[1]
-    ds = _one_object_dataset(tmp_path, disk_image)
-    for i in range(8):
-        x, y, idx = ds[i]
-        if bool((x[3:] == 1).all()):
-            continue  # guidance dropped: no click is added to such samples
-        extra = []
-        empty = torch.zeros(64, 64)  # a prediction that misses the whole object -> a positive click on it
-        new = ds.with_error_click(idx, empty, extra)
-        assert new is not None and len(extra) == 1 and extra[0][2] is True
-        r, c, _ = extra[0]
-        assert mask[r, c]
-        assert not torch.equal(new[3], x[3])  # S+ changed
-        assert torch.equal(new[:3], x[:3])  # same crop, flip and colours
-        return
-    raise AssertionError("every sample had its guidance dropped")
-
-
-def test_error_clicks_in_worker_processes_match_the_serial_ones(tmp_path, disk_image):
-    from napari_spbox.train.loop import _add_error_clicks, _error_click_pool
-
-    ds = _one_object_dataset(tmp_path, disk_image)
-    ds.epoch = 3  # the workers must follow the training process's epoch, not the one they were forked with
-    batch = [ds[i] for i in range(8)]
-    x, idx = torch.stack([b[0] for b in batch]), torch.tensor([b[2] for b in batch])
-    torch.manual_seed(0)
-    model = build_network("efficientnet_lite0", pretrained=False)  # untrained: errors everywhere to click on
-    serial = _add_error_clicks(model, ds, x.clone(), idx, "cpu", 2)
-    ds.epoch = 0
-    pool = _error_click_pool(ds, 2)
-    ds.epoch = 3
-    try:
-        pooled = _add_error_clicks(model, ds, x.clone(), idx, "cpu", 2, pool)
-    finally:
-        pool.terminate()
-    assert not torch.equal(serial, x)  # clicks were added
-    assert torch.equal(serial, pooled)
 
 
 def _coffee_session():
@@ -371,52 +175,6 @@ def test_predict_reports_its_stages_in_click_order(disk_image):
     with_hook = p.predict(s, on_stage=seen.append)
     assert tuple(seen) == PER_CLICK_STAGES
     np.testing.assert_array_equal(with_hook.mask, p.predict(s).mask)  # timing changes nothing
-
-
-def test_copy_paste_puts_the_object_on_another_images_background(tmp_path, disk_image):
-    from napari_spbox.core.image import to_rgb_float
-    from napari_spbox.datasets import Item
-    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache, paste_object
-
-    img, mask = disk_image
-    stripes = np.zeros((80, 100, 3), np.uint8)  # another size: it is resized to the object's image
-    stripes[:, (np.arange(100) // 5) % 2 == 0] = (0, 255, 0)
-    Image.fromarray(img).save(tmp_path / "a.png")
-    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
-    Image.fromarray(stripes).save(tmp_path / "b.png")
-    Image.fromarray(np.full((80, 100), 255, np.uint8)).save(tmp_path / "mb.png")
-
-    rgb, bg = to_rgb_float(img), to_rgb_float(stripes)
-    comp = paste_object(rgb, mask, bg)
-    inner = ndimage.binary_erosion(mask, iterations=5)  # beyond the feathered seam
-    outer = ~ndimage.binary_dilation(mask, iterations=3)
-    np.testing.assert_allclose(comp[inner], rgb[inner], atol=1e-3)  # the object is untouched
-    assert comp[outer][:, 1].max() > 0.9 and rgb[outer][:, 1].max() < 0.5  # green stripes around it
-
-    items = [Item("a", tmp_path / "a.png", tmp_path / "m.png"), Item("b", tmp_path / "b.png", tmp_path / "mb.png")]
-    ds = ClickSampleDataset(items, SuperpixelCache(tmp_path / "sp", 200), size=64, p_paste=1.0)
-    drawn, mask_drawn, sp = ds._draw(0)[:3]
-    assert drawn.shape == rgb.shape and np.array_equal(mask_drawn, mask)
-    assert drawn[outer][:, 1].max() > 0.9  # sample 0 (the disk) shows the stripes
-    assert sp.labels.shape == mask.shape and not np.array_equal(sp.labels, ds._load(0)[2].labels)
-    again = ds._draw(0)  # iterative training redraws a sample: the very same composite and clicks
-    assert again[0] is drawn and again[3].clicks == ds._draw(0)[3].clicks
-    plain = ClickSampleDataset(items, SuperpixelCache(tmp_path / "sp", 200), size=64)
-    assert np.array_equal(plain._draw(0)[0], rgb)  # off by default
-
-
-def test_colour_jitter_sometimes_changes_the_hue_and_never_the_guidance():
-    """A red cloth must not always look red to the network (GrabCut's teddy): the jitter shuffles the
-    RGB channels now and then, and leaves S+, S-, G as they are."""
-    from napari_spbox.train.data import CHANNEL_SHUFFLE_P, _colour_jitter
-
-    x = torch.zeros(6, 8, 8)
-    x[0], x[3:] = 0.8, torch.linspace(-1, 1, 3 * 64).reshape(3, 8, 8)  # red image, distinct guidance
-    rng = np.random.default_rng(0)
-    outs = [_colour_jitter(x.clone(), rng) for _ in range(200)]
-    not_red = np.mean([int(o[:3].mean((1, 2)).argmax()) != 0 for o in outs])
-    assert all(torch.equal(o[3:], x[3:]) for o in outs)
-    assert 0.5 * CHANNEL_SHUFFLE_P < not_red < CHANNEL_SHUFFLE_P  # 4 of the 6 orders move red: ~P * 2/3
 
 
 def test_implied_box_keeps_the_clicked_parts_of_the_mask():
