@@ -102,6 +102,34 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .evaluation.metrics import paired_comparison, ships
+    from .report import read_csv_column
+
+    if len(args.baseline) != len(args.candidate):
+        raise SystemExit("spbox compare: give one --candidate CSV for each --baseline CSV (the same sets, same order)")
+    base, cand, names = [], [], []
+    for b, c in zip(args.baseline, args.candidate):
+        nb, vb = read_csv_column(b, args.metric)
+        nc, vc = read_csv_column(c, args.metric)
+        if nb != nc:
+            raise SystemExit(f"spbox compare: {b} and {c} do not hold the same objects in the same order")
+        base.append(vb)
+        cand.append(vc)
+        names.append(Path(b).stem)
+    res = paired_comparison(base, cand, resamples=args.resamples, seed=args.seed)
+    for name, s in zip(names, res["sets"]):
+        print(f"{name}: {args.metric} {s['baseline']:.2f} -> {s['candidate']:.2f}, difference {s['diff']:+.2f} "
+              f"[{s['low']:+.2f}, {s['high']:+.2f}] over {s['n']} objects ({s['better']} better, {s['worse']} worse)")
+    p = res["pooled"]
+    print(f"pooled (mean of the sets): {p['diff']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}]")
+    res.update(metric=args.metric, baseline=args.baseline, candidate=args.candidate, ships=ships(res))
+    print("shipping rule:", "passes" if res["ships"] else "does not pass")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
 def cmd_plot_training(args) -> int:
     from .report import plot_training
 
@@ -176,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("out")
     pl.add_argument("summaries", nargs="+")
     pl.set_defaults(func=cmd_plot)
+
+    c = sub.add_parser("compare", help="paired comparison of two evaluate runs per object, with bootstrap "
+                       "intervals and the shipping rule's verdict")
+    c.add_argument("--baseline", nargs="+", required=True, help="per-object CSVs of evaluate --json (one per set)")
+    c.add_argument("--candidate", nargs="+", required=True, help="the candidate's CSVs, same sets in the same order")
+    c.add_argument("--metric", default="noc@90", help="a lower-is-better CSV column (noc@90, noc@85)")
+    c.add_argument("--resamples", type=int, default=10_000)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", default=None, help="write the comparison here")
+    c.set_defaults(func=cmd_compare)
 
     pt = sub.add_parser("plot-training", help="draw validation NoC@90 / mIoU@5 per epoch of spbox train runs")
     pt.add_argument("out")

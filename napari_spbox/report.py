@@ -56,6 +56,15 @@ def write_csv(path, per_object: list, max_clicks: int = 20) -> Path:
     return path
 
 
+def read_csv_column(path, column: str) -> tuple[list, np.ndarray]:
+    """Object names and one numeric column of a per-object CSV written by :func:`write_csv`."""
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or column not in rows[0]:
+        raise ValueError(f"{path}: no column {column!r} (columns: {', '.join(rows[0]) if rows else 'none'})")
+    return [r["name"] for r in rows], np.array([float(r[column]) for r in rows])
+
+
 def plot_miou(path, summaries: list) -> Path:
     """mIoU after each click for one or several evaluation summaries, on one figure."""
     import matplotlib

@@ -97,3 +97,43 @@ def test_plot_training_compares_runs_and_refuses_other_csvs(tmp_path, capsys):
     (tmp_path / "other.csv").write_text(header)  # a log without validated epochs
     assert main(["plot-training", str(tmp_path / "x.png"), str(tmp_path / "other.csv")]) == 2
     assert "no validated epochs" in capsys.readouterr().err
+
+
+def _write_nocs(path, nocs, names=None):
+    from napari_spbox.report import write_csv
+
+    # an object reaching 90 % on click k has IoU 0.5 before it and 0.95 from it on
+    per_object = [{"name": n, "ious": [0.5] * (k - 1) + [0.95] * (20 - k + 1)}
+                  for n, k in zip(names or [f"o{i}" for i in range(len(nocs))], nocs)]
+    return write_csv(path, per_object)
+
+
+def test_compare_gives_the_shipping_rules_verdict(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    base_a, base_b = rng.integers(2, 15, 50), rng.integers(2, 15, 80)
+    base = [_write_nocs(tmp_path / "base_a.csv", base_a), _write_nocs(tmp_path / "base_b.csv", base_b)]
+    # two clicks fewer on every object of set a, the same on set b: better pooled, worse nowhere
+    good = [_write_nocs(tmp_path / "good_a.csv", base_a - 1), _write_nocs(tmp_path / "good_b.csv", base_b)]
+    out = tmp_path / "cmp.json"
+    assert main(["compare", "--baseline", *map(str, base), "--candidate", *map(str, good), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["ships"] and res["sets"][0]["diff"] == -1 and res["sets"][1]["diff"] == 0
+    assert "passes" in capsys.readouterr().out
+    # a large gain on a, bought with a click more on every object of b: better pooled, worse on b, does not ship
+    bad = [_write_nocs(tmp_path / "bad_a.csv", np.maximum(base_a - 6, 1)), _write_nocs(tmp_path / "bad_b.csv", base_b + 1)]
+    assert main(["compare", "--baseline", *map(str, base), "--candidate", *map(str, bad), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["pooled"]["high"] < 0 and res["sets"][1]["low"] > 0 and not res["ships"]
+    # a better set a alone is not enough when the pooled gain is within noise: one object of 50 a click better
+    small = [_write_nocs(tmp_path / "small_a.csv", base_a - (np.arange(50) == 0)), base[1]]
+    assert main(["compare", "--baseline", *map(str, base), "--candidate", *map(str, small), "--json", str(out)]) == 0
+    assert not json.loads(out.read_text())["ships"]
+
+
+def test_compare_refuses_runs_of_different_objects(tmp_path):
+    a = _write_nocs(tmp_path / "a.csv", [3, 4, 5])
+    b = _write_nocs(tmp_path / "b.csv", [3, 4, 5], names=["x", "y", "z"])
+    with pytest.raises(SystemExit, match="same objects"):
+        main(["compare", "--baseline", str(a), "--candidate", str(b)])
+    with pytest.raises(SystemExit, match="one --candidate"):
+        main(["compare", "--baseline", str(a), str(a), "--candidate", str(a)])

@@ -60,3 +60,50 @@ def superpixel_quality(labels: np.ndarray, gt: np.ndarray, tolerance: int = 2) -
     edges = find_boundaries(gt, mode="inner")
     near = ndimage.binary_dilation(find_boundaries(labels), iterations=tolerance)
     return {"asa_iou": iou(best, gt), "boundary_recall": float((edges & near).sum() / max(edges.sum(), 1))}
+
+
+def paired_comparison(baseline: list, candidate: list, resamples: int = 10_000, seed: int = 0,
+                      level: float = 0.95) -> dict:
+    """How much a candidate changes a per-object figure (e.g. NoC@90) against a baseline, with its noise.
+
+    Parameters
+    ----------
+    baseline, candidate : list of 1-D arrays
+        One array per evaluation set (e.g. GrabCut, DAVIS-dev), the same objects in the same order in both.
+    resamples, seed, level
+        Paired percentile bootstrap: objects are resampled within each set, so each set keeps its size.
+
+    Returns
+    -------
+    dict
+        ``sets``: per set ``n``, ``baseline``, ``candidate`` (means), ``diff`` (candidate - baseline) with its
+        ``low``/``high`` interval, and how many objects got ``better`` / ``worse`` (lower / higher figure);
+        ``pooled``: the mean of the per-set differences (each set weighs the same) with its interval.
+    """
+    rng = np.random.default_rng(seed)
+    q = ((1 - level) / 2 * 100, (1 + level) / 2 * 100)
+    sets, boots = [], []
+    for b, c in zip(baseline, candidate, strict=True):
+        b, c = np.asarray(b, float), np.asarray(c, float)
+        if b.shape != c.shape or b.ndim != 1 or not b.size:
+            raise ValueError(f"paired sets need the same non-empty objects: {b.shape} against {c.shape}")
+        d = c - b
+        boot = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+        lo, hi = np.percentile(boot, q)
+        sets.append({"n": int(d.size), "baseline": float(b.mean()), "candidate": float(c.mean()),
+                     "diff": float(d.mean()), "low": float(lo), "high": float(hi),
+                     "better": int((d < 0).sum()), "worse": int((d > 0).sum())})
+        boots.append(boot)
+    pooled = np.mean(boots, axis=0)
+    lo, hi = np.percentile(pooled, q)
+    return {"sets": sets, "pooled": {"diff": float(np.mean([s["diff"] for s in sets])), "low": float(lo),
+                                     "high": float(hi)}}
+
+
+def ships(comparison: dict) -> bool:
+    """The shipping rule (pre-registered in stop 19) for a lower-is-better figure such as NoC@90.
+
+    The candidate must be better on the sets pooled, beyond noise (the pooled interval lies below 0), and
+    not measurably worse on any one set (no set's interval lies above 0).
+    """
+    return comparison["pooled"]["high"] < 0 and all(s["low"] <= 0 for s in comparison["sets"])
