@@ -137,7 +137,15 @@ def cmd_plot_training(args) -> int:
     for spec in args.logs:
         label, sep, path = spec.partition("=")
         logs[label if sep else Path(spec).parent.name] = path if sep else spec
-    print(plot_training(args.out, logs))
+    refs = {}
+    for spec in args.reference or []:
+        label, _, values = spec.rpartition("=")
+        try:
+            noc90, miou5 = (float(v) for v in values.split(","))
+        except ValueError:
+            raise ValueError(f"--reference {spec!r}: expected LABEL=NOC90,MIOU5, e.g. 'shipped=12.17,0.692'") from None
+        refs[label or "reference"] = (noc90, miou5)
+    print(plot_training(args.out, logs, refs))
     return 0
 
 
@@ -218,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("plot-training", help="draw validation NoC@90 / mIoU@5 per epoch of spbox train runs")
     pt.add_argument("out")
     pt.add_argument("logs", nargs="+", help="RUN_DIR/log.csv, or LABEL=RUN_DIR/log.csv")
+    pt.add_argument("--reference", action="append", metavar="LABEL=NOC90,MIOU5",
+                    help="a dashed line at another model's figures on the same check (e.g. the shipped weights)")
     pt.set_defaults(func=cmd_plot_training)
 
     t = sub.add_parser("train", help="train an SPBox network on simulated clicks")

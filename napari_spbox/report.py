@@ -93,11 +93,13 @@ def plot_miou(path, summaries: list) -> Path:
     return path
 
 
-def plot_training(path, logs: dict) -> Path:
+def plot_training(path, logs: dict, references: dict | None = None) -> Path:
     """Validation NoC@90 and mIoU after 5 clicks per epoch, for one or several ``spbox train`` runs.
 
-    ``logs`` maps a label to a run's ``log.csv``. The training loss is left out on purpose: BCE and
-    focal losses are on different scales, while the validation figures compare any two runs.
+    ``logs`` maps a label to a run's ``log.csv``; ``references`` a label to ``(noc90, miou5)`` of a model
+    measured on the same check (drawn as dashed lines, e.g. the shipped weights a fine-tune must beat).
+    The training loss is left out on purpose: BCE and focal losses are on different scales, while the
+    validation figures compare any two runs.
     """
     import matplotlib
 
@@ -114,6 +116,10 @@ def plot_training(path, logs: dict) -> Path:
         a.plot(epochs, [float(r["val_noc90"]) for r in rows], marker="o", ms=3,
                label=f"{label} (best {float(best['val_noc90']):.2f}, epoch {best['epoch']})")
         b.plot(epochs, [float(r["val_miou5"]) for r in rows], marker="o", ms=3, label=label)
+    for k, (label, (noc90, miou5)) in enumerate((references or {}).items()):
+        style = {"color": "0.4", "linestyle": ("--", ":", "-.")[k % 3], "linewidth": 1}
+        a.axhline(noc90, label=f"{label} ({noc90:.2f})", **style)
+        b.axhline(miou5, label=label, **style)
     a.set_ylabel("validation NoC@90 (lower is better)")
     b.set_ylabel("validation mIoU after 5 clicks")
     for ax in (a, b):

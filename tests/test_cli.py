@@ -94,6 +94,12 @@ def test_plot_training_compares_runs_and_refuses_other_csvs(tmp_path, capsys):
     out = tmp_path / "train.png"
     assert main(["plot-training", str(out), str(tmp_path / "a" / "log.csv"), f"focal={tmp_path / 'b' / 'log.csv'}"]) == 0
     assert out.stat().st_size > 1000 and str(out) in capsys.readouterr().out
+    plain, ref = tmp_path / "plain.png", tmp_path / "ref.png"
+    assert main(["plot-training", str(plain), str(tmp_path / "a" / "log.csv")]) == 0
+    assert main(["plot-training", str(ref), str(tmp_path / "a" / "log.csv"), "--reference", "shipped=8.7,0.43"]) == 0
+    assert ref.read_bytes() != plain.read_bytes()  # the reference lines are drawn
+    assert main(["plot-training", str(ref), str(tmp_path / "a" / "log.csv"), "--reference", "shipped=8.7"]) == 2
+    assert "LABEL=NOC90,MIOU5" in capsys.readouterr().err
     (tmp_path / "other.csv").write_text(header)  # a log without validated epochs
     assert main(["plot-training", str(tmp_path / "x.png"), str(tmp_path / "other.csv")]) == 2
     assert "no validated epochs" in capsys.readouterr().err
