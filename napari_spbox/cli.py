@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -66,8 +67,15 @@ def cmd_evaluate(args) -> int:
            "click_consistency": not args.raw_network, "refine": refine, "imply_box": imply_box,
            "precise_edges": args.precise_edges}
           if args.method == "spbox" else {})
-    predictor = make_predictor(args.method, n_segments=args.superpixels, **kw)
-    per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
+    predictor = make_predictor(args.method, n_segments=args.superpixels, **kw)  # bad weights fail here, once
+    if args.jobs > 1:
+        # each worker builds its own from the same settings; the ONNX graph exported above is reused
+        build = functools.partial(make_predictor, args.method, n_segments=args.superpixels,
+                                  **{**kw, **({"backend": predictor.backend} if args.method == "spbox" else {})})
+        per_object = evaluate(build, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method,
+                              jobs=args.jobs)
+    else:
+        per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
     summary = summarise(per_object, args.max_clicks)
     summary.update(method=args.method, protocol=args.protocol, dataset=str(args.path), start_from_mask=args.start_from_mask)
     if getattr(predictor, "variant", None):
@@ -77,6 +85,8 @@ def cmd_evaluate(args) -> int:
         summary["refine"] = refine
         summary["precise_edges"] = args.precise_edges and refine
         summary["implied_box"] = imply_box
+    if args.jobs > 1:
+        summary["jobs"] = args.jobs  # the latencies were measured with this many processes sharing the CPU
     if args.start_from_mask:
         summary["miou_start"] = float(np.mean([o["iou0"] for o in per_object]))
     print(json.dumps({k: v for k, v in summary.items() if k != "miou_per_click"}, indent=1))
@@ -203,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precise-edges", action="store_true", help="spbox: refine at full size, 3 GrabCut iterations (slower clicks)")
     e.add_argument("--no-implied-box", action="store_true",
                    help="spbox: before the box is set, one network pass on the whole image (no implied box)")
+    e.add_argument("--jobs", type=int, default=1,
+                   help="objects evaluated in this many processes of one thread each (same results; latencies "
+                        "then share the CPU)")
     e.add_argument("--json", default=None, help="write the summary here (and a per-object CSV beside it)")
     e.add_argument("--plot", default=None, help="write the mIoU-vs-clicks plot here")
     e.add_argument("--compare", nargs="*", help="other --json summaries to draw on the same plot")

@@ -143,3 +143,11 @@ def test_compare_refuses_runs_of_different_objects(tmp_path):
         main(["compare", "--baseline", str(a), "--candidate", str(b)])
     with pytest.raises(SystemExit, match="one --candidate"):
         main(["compare", "--baseline", str(a), str(a), "--candidate", str(a)])
+
+
+def test_evaluate_in_worker_processes_gives_the_same_results(tiny_dataset, tmp_path):
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert main(["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(one)]) == 0
+    assert main(["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(two), "--jobs", "2"]) == 0
+    assert json.loads(two.read_text())["jobs"] == 2
+    assert two.with_suffix(".csv").read_text() == one.with_suffix(".csv").read_text()  # every object, in order

@@ -129,15 +129,54 @@ def run_object(predictor, image, gt, ignore=None, protocol: str = "standard", ma
 
 
 def evaluate(predictor, items, protocol: str = "standard", max_clicks: int = 20, start_from_mask: bool = False,
-             seed: int = 0, progress: bool = True, desc: str = "evaluate") -> list:
-    """Run the robot user over dataset items; returns one result dict per object (name included)."""
-    results = []
-    for k, item in enumerate(tqdm(items, desc=desc, disable=not progress)):
-        image, gt, ignore = item.load()
-        if not gt.any():
-            continue
-        start = degrade_mask(gt, np.random.default_rng([seed, k])) if start_from_mask else None
-        res = run_object(predictor, image, gt, ignore, protocol, max_clicks, start)
-        res["name"] = item.name
-        results.append(res)
-    return results
+             seed: int = 0, progress: bool = True, desc: str = "evaluate", jobs: int = 1) -> list:
+    """Run the robot user over dataset items; returns one result dict per object (name included), in order.
+
+    ``predictor`` is a predictor, or a picklable function that builds one (e.g. a ``functools.partial`` of
+    :func:`~napari_spbox.core.predictor.make_predictor`). With ``jobs`` > 1 it must be the latter: each of
+    ``jobs`` worker processes builds its own and runs one thread, and every object gives the same result as
+    in one process (each object's clicks depend on that object alone). Latencies then share the CPU.
+    """
+    args = [(k, item, protocol, max_clicks, start_from_mask, seed) for k, item in enumerate(items)]
+    if jobs <= 1:
+        one = predictor if hasattr(predictor, "predict") else predictor()
+        done = (_run_item(one, *a) for a in args)
+        return [r for r in tqdm(done, desc=desc, total=len(args), disable=not progress) if r is not None]
+    if hasattr(predictor, "predict"):
+        raise TypeError("evaluate(jobs > 1) needs a function that builds the predictor, not a predictor")
+    import multiprocessing as mp
+
+    # spawn, not fork: a forked copy of torch's or ONNX Runtime's thread pools can hang
+    with mp.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(predictor,)) as pool:
+        done = pool.imap(_run_in_worker, args)
+        return [r for r in tqdm(done, desc=desc, total=len(args), disable=not progress) if r is not None]
+
+
+def _run_item(predictor, k, item, protocol, max_clicks, start_from_mask, seed):
+    image, gt, ignore = item.load()
+    if not gt.any():
+        return None
+    start = degrade_mask(gt, np.random.default_rng([seed, k])) if start_from_mask else None
+    res = run_object(predictor, image, gt, ignore, protocol, max_clicks, start)
+    res["name"] = item.name
+    return res
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(factory) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # before the predictor exists: ONNX Runtime copies the setting
+    except ImportError:
+        pass
+    _WORKER["predictor"] = factory()
+
+
+def _run_in_worker(args):
+    return _run_item(_WORKER["predictor"], *args)
