@@ -127,6 +127,8 @@ def test_pipeline_validation_scores_the_masks_a_user_gets(tmp_path, disk_image):
     assert full["pipeline"] is True and "pipeline" not in raw
     assert (full["noc@90"], full["miou5"]) == (round(user["noc@90"], 3), round(user["miou_per_click"][4], 4))
     assert full["miou5"] != raw["miou5"]
+    # spread over worker processes (training with --workers N), the same objects score the same
+    assert validate(model, items, 5, "spbox", "cpu", progress=False, pipeline=True, jobs=2) == full
 
 
 def test_train_runs_unchanged_under_torchrun(tmp_path, disk_image):
