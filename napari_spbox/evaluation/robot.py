@@ -135,7 +135,9 @@ def evaluate(predictor, items, protocol: str = "standard", max_clicks: int = 20,
     ``predictor`` is a predictor, or a picklable function that builds one (e.g. a ``functools.partial`` of
     :func:`~napari_spbox.core.predictor.make_predictor`). With ``jobs`` > 1 it must be the latter: each of
     ``jobs`` worker processes builds its own and runs one thread, and every object gives the same result as
-    in one process (each object's clicks depend on that object alone). Latencies then share the CPU.
+    in one process (each object's clicks depend on that object alone). Latencies then share the CPU. The
+    workers are spawned, so they import the calling script: guard its top level with ``if __name__ ==
+    "__main__":`` as multiprocessing requires (the ``spbox`` commands are).
     """
     args = [(k, item, protocol, max_clicks, start_from_mask, seed) for k, item in enumerate(items)]
     if jobs <= 1:
