@@ -67,15 +67,13 @@ def cmd_evaluate(args) -> int:
            "click_consistency": not args.raw_network, "refine": refine, "imply_box": imply_box,
            "precise_edges": args.precise_edges}
           if args.method == "spbox" else {})
-    predictor = make_predictor(args.method, n_segments=args.superpixels, **kw)  # bad weights fail here, once
-    if args.jobs > 1:
-        # each worker builds its own from the same settings; the ONNX graph exported above is reused
-        build = functools.partial(make_predictor, args.method, n_segments=args.superpixels,
-                                  **{**kw, **({"backend": predictor.backend} if args.method == "spbox" else {})})
-        per_object = evaluate(build, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method,
-                              jobs=args.jobs)
-    else:
-        per_object = evaluate(predictor, items, args.protocol, args.max_clicks, args.start_from_mask, desc=args.method)
+    build = functools.partial(make_predictor, args.method, n_segments=args.superpixels, **kw)
+    predictor = build()  # bad weights fail here, once
+    if args.jobs > 1 and args.method == "spbox":
+        # each worker builds its own with the same backend; the ONNX graph exported above is reused
+        build = functools.partial(build, backend=predictor.backend)
+    per_object = evaluate(build if args.jobs > 1 else predictor, items, args.protocol, args.max_clicks,
+                          args.start_from_mask, desc=args.method, jobs=args.jobs)
     summary = summarise(per_object, args.max_clicks)
     summary.update(method=args.method, protocol=args.protocol, dataset=str(args.path), start_from_mask=args.start_from_mask)
     if getattr(predictor, "variant", None):

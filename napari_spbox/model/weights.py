@@ -46,11 +46,13 @@ def weights_variant(weights: str | Path | None = None, variant: str | None = Non
     return variant or trained or "spbox"
 
 
-def save_weights(model: torch.nn.Module, path: str | Path, card: dict | None = None) -> Path:
-    """Write ``model``'s state dict in fp16 (floats only) and its card next to it (``.json``)."""
+def save_weights(model: torch.nn.Module, path: str | Path, card: dict | None = None, half: bool = True) -> Path:
+    """Write ``model``'s state dict in fp16 (floats only; ``half=False``: as they are) and its card next to it
+    (``.json``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = {k: (v.half() if half and v.is_floating_point() else v.detach().cpu())
+             for k, v in model.state_dict().items()}
     torch.save({"arch": model.arch, "state_dict": state}, path)
     if card is not None:
         card_path(path).write_text(json.dumps({"arch": model.arch, **card}, indent=2) + "\n")

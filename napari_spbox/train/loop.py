@@ -273,9 +273,7 @@ def validate(model, items, max_clicks, variant, device, progress=True, pipeline=
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "validating.pt"  # fp32, in the weights file's layout: the workers score this model
-            torch.save({"arch": model.arch, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
-                       path)
+            path = save_weights(model, Path(tmp) / "validating.pt", half=False)  # fp32: the workers score this model
             build = functools.partial(SPBoxPredictor, weights=str(path), device="cpu", backend="torch", **settings)
             res = summarise(evaluate(build, items, max_clicks=max_clicks, progress=False, jobs=jobs), max_clicks)
     else:
