@@ -53,10 +53,13 @@ def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
     ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, p_boxed=0.5)
     assert ckpt.is_file() and (out / "weights.pt").is_file() and (out / "log.csv").read_text().count("\n") == 2
     assert not (out / "best.pt").exists()  # no validation, nothing to call best
+    assert not (out / "weights_e1.pt").exists()
     train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt,
-          p_boxed=0.5)
+          p_boxed=0.5, keep_epochs=True)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     assert load_model(out / "weights.pt") is not None
+    kept = load_model(out / "weights_e2.pt")  # --keep-epochs: each epoch's weights stay
+    assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), load_model(out / "weights.pt").state_dict().values()))
 
 
 def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, disk_image):
@@ -252,3 +255,27 @@ def test_colour_jitter_sometimes_changes_the_hue_and_never_the_guidance():
     not_red = np.mean([int(o[:3].mean((1, 2)).argmax()) != 0 for o in outs])
     assert all(torch.equal(o[3:], x[3:]) for o in outs)
     assert 0.5 * CHANNEL_SHUFFLE_P < not_red < CHANNEL_SHUFFLE_P  # 4 of the 6 orders move red: ~P * 2/3
+
+
+def test_union_joins_the_objects_that_touch_and_leaves_others_alone(tmp_path):
+    """A rider and a horse annotated apart: with ``p_union`` the sample's object is both (DAVIS's masks are
+    such groups); an object across the image never joins, and without ``p_union`` each stays alone."""
+    from napari_spbox.datasets import Item
+    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
+
+    rng = np.random.default_rng(0)
+    img = (rng.uniform(0, 60, (80, 120, 3))).astype(np.uint8)
+    ids = np.zeros((80, 120), np.uint8)
+    ids[20:50, 10:30], ids[20:50, 31:50], ids[20:50, 90:110] = 1, 2, 3  # 1 and 2 one pixel apart, 3 far off
+    for k, colour in ((1, 200), (2, 120), (3, 250)):
+        img[ids == k] = colour
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(ids).save(tmp_path / "m.png")
+    items = [Item(f"a#{k}", tmp_path / "a.png", tmp_path / "m.png", object_value=k) for k in (1, 2, 3)]
+
+    ds = ClickSampleDataset(items, SuperpixelCache(tmp_path / "sp", 100), size=64, p_union=1.0)
+    assert np.array_equal(ds._draw(0)[1], (ids == 1) | (ids == 2))
+    assert np.array_equal(ds._draw(1)[1], (ids == 1) | (ids == 2))
+    assert np.array_equal(ds._draw(2)[1], ids == 3)
+    plain = ClickSampleDataset(items, SuperpixelCache(tmp_path / "sp", 100), size=64)
+    assert np.array_equal(plain._draw(0)[1], ids == 1)

@@ -124,14 +124,21 @@ class ClickSampleDataset(Dataset):
     mode, a drawn box, the implied box), the rest the paper's simulation (Sec. 3.4). ``p_paste`` of the
     samples (with ``augment``) show their object on another training image's background
     (:func:`paste_object`); such a composite gets its own SLIC superpixels, computed per sample, since
-    the cached ones belong to the original image.
+    the cached ones belong to the original image. ``p_union`` of the samples whose object touches other
+    training objects of its image (COCO's rider and horse, person and bicycle) take the union of them as
+    the object (:meth:`_union_mask`): users and benchmarks such as DAVIS often mean such a group.
     """
 
     def __init__(self, items, cache: SuperpixelCache, size: int = 320, repeats: int = 1, seed: int = 0,
                  variant: str = "spbox", augment: bool = True, p_robot: float = 0.4, p_paste: float = 0.0,
-                 p_boxed: float = 0.0):
+                 p_boxed: float = 0.0, p_union: float = 0.0):
         self.items, self.cache, self.size, self.p_robot = list(items), cache, size, p_robot
-        self.p_boxed = p_boxed
+        self.p_boxed, self.p_union = p_boxed, p_union
+        by_image: dict = {}
+        for k, item in enumerate(self.items):
+            by_image.setdefault(str(item.image_path), []).append(k)
+        self._siblings = {k: [j for j in ks if j != k] for ks in by_image.values() for k in ks}
+        self._unions: dict = {}
         self.repeats, self.seed, self.variant, self.augment = repeats, seed, variant, augment
         self.p_paste = p_paste
         self.epoch = 0
@@ -153,6 +160,8 @@ class ClickSampleDataset(Dataset):
         """Everything random about sample ``i`` of this epoch: clicks, window, augmentation seed."""
         rng = np.random.default_rng([self.seed, self.epoch, i])
         rgb, mask, sp = self._load(i % len(self.items))
+        if self.augment and self.p_union and self._siblings[i % len(self.items)] and rng.uniform() < self.p_union:
+            mask = self._union_mask(i % len(self.items))
         if self.augment and self.p_paste and len(self.items) > 1 and rng.uniform() < self.p_paste:
             rgb, sp = self._composite(i, rgb, mask, rng)
         session = simulate_session(mask, sp, rng, p_robot=self.p_robot, p_boxed=self.p_boxed)
@@ -160,6 +169,19 @@ class ClickSampleDataset(Dataset):
         if self.augment:
             window = _jitter_window(window, rgb.shape, rng)
         return rgb, mask, sp, session, window, int(rng.integers(2**32))
+
+    def _union_mask(self, idx, gap: int = 3):
+        """Item ``idx``'s mask joined with the other objects of its image that come within ``gap`` px of it."""
+        if idx not in self._unions:
+            mask = self._load(idx)[1]
+            near = ndimage.binary_dilation(mask, iterations=gap)
+            union = mask.copy()
+            for j in self._siblings[idx]:
+                other = self._load(j)[1]
+                if (near & other).any():
+                    union |= other
+            self._unions[idx] = union
+        return self._unions[idx]
 
     def _composite(self, i, rgb, mask, rng):
         """Copy-paste: sample ``i``'s object over a random other item's image, with its own superpixels."""

@@ -52,7 +52,8 @@ def _filter_area(items, min_area):
 def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=None, size=320, repeats=2,
           loss="bce", variant="spbox", init=None, resume=None, seed=0, workers=0, val_objects=24, val_clicks=10,
           device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None,
-          p_iterative=0.0, max_iterative_clicks=2, p_paste=0.0, p_boxed=0.0, freeze_bn=False, val_pipeline=False):
+          p_iterative=0.0, max_iterative_clicks=2, p_paste=0.0, p_boxed=0.0, freeze_bn=False, val_pipeline=False, p_union=0.0,
+          keep_epochs=False):
     """Train an SPBox network; returns the path of the last checkpoint. See ``spbox train --help``."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -75,7 +76,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     train_items, val_items = split_items(items)
     cache = SuperpixelCache(cache_dir or out_dir / "superpixels")
     ds = ClickSampleDataset(train_items, cache, size=size, repeats=repeats, seed=seed, variant=variant,
-                            p_paste=p_paste, p_boxed=p_boxed)
+                            p_paste=p_paste, p_boxed=p_boxed, p_union=p_union)
     sampler = DistributedSampler(ds, shuffle=True, seed=seed) if distributed else None
     loader = DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, num_workers=workers,
                         drop_last=True, persistent_workers=workers > 0,
@@ -147,7 +148,8 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
                         "date": time.strftime("%Y-%m-%d"), "validation": val}
                 if freeze_bn:
                     card["freeze_bn"] = True
-                _log_epoch(model, out_dir, card, [f"{np.mean(losses):.5f}", f"{cur:.3e}"], time.time() - t0)
+                _log_epoch(model, out_dir, card, [f"{np.mean(losses):.5f}", f"{cur:.3e}"], time.time() - t0,
+                           keep_epochs)
             if max_steps and step >= max_steps:
                 break
     finally:
@@ -158,13 +160,16 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     return ckpt
 
 
-def _log_epoch(model, out_dir: Path, card: dict, loss_lr: list, seconds: float) -> None:
-    """One ``log.csv`` row, the epoch's weights, and ``best.pt`` if its validation NoC is the lowest so far."""
+def _log_epoch(model, out_dir: Path, card: dict, loss_lr: list, seconds: float, keep: bool = False) -> None:
+    """One ``log.csv`` row, the epoch's weights (also as ``weights_e<N>.pt`` with ``keep``), and ``best.pt``
+    if its validation NoC is the lowest so far."""
     val = card["validation"]
     with (out_dir / "log.csv").open("a", newline="") as f:
         csv.writer(f).writerow([card["epochs"], card["steps"], *loss_lr, val.get("noc@85", ""), val.get("noc@90", ""),
                                 val.get("miou5", ""), f"{seconds:.0f}"])
     save_weights(model, out_dir / "weights.pt", card)
+    if keep:  # to validate or compare epochs elsewhere, e.g. after a GPU run cut short of validation
+        save_weights(model, out_dir / f"weights_e{card['epochs']}.pt", card)
     if _improves(val, out_dir / "best.json"):
         # picked by the held-apart slice alone, never by an evaluation set
         save_weights(model, out_dir / "best.pt", card)
