@@ -1,4 +1,5 @@
-"""``spbox`` command line: segment | evaluate | train | benchmark | serve-cvat."""
+"""``spbox`` command line: segment | evaluate | plot | compare | train | plot-training | validate | benchmark |
+serve-cvat."""
 
 from __future__ import annotations
 
@@ -157,6 +158,29 @@ def cmd_plot_training(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    import torch
+
+    from .model.weights import load_model
+    from .train.loop import held_apart, validate
+
+    torch.set_num_threads(1)  # the jobs are one-thread processes; so is this one
+    val = held_apart(args.data)[1][: args.objects]
+    if not val:
+        raise SystemExit(f"spbox validate: no held-apart objects in {' '.join(args.data)}")
+    results = []
+    for w in args.weights:
+        r = validate(load_model(w), val, 10 if args.raw else 20, "spbox", "cpu", progress=False,
+                     pipeline=not args.raw, jobs=args.jobs)
+        results.append({"weights": w, "objects": len(val), **r})
+        print(f"{w}: NoC@85 {r['noc@85']:.2f}, NoC@90 {r['noc@90']:.2f}, mIoU@5 {r['miou5']:.3f} "
+              f"({len(val)} held-apart objects, {r['max_clicks']} clicks, {'raw network' if args.raw else 'pipeline'})",
+              flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
 def cmd_train(args) -> int:
     from .train.loop import train, write_log_json
 
@@ -280,6 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate each epoch through the default pipeline (click consistency, implied box, edge "
                         "refinement; 20 clicks) instead of the raw network (10 clicks); best.pt follows it")
     t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("validate", help="score weights files on spbox train's held-apart objects (e.g. the "
+                       "epochs a GPU run kept with --keep-epochs), as training's validation does")
+    v.add_argument("weights", nargs="+")
+    v.add_argument("--data", nargs="+", required=True, help="the dataset paths the weights were trained with")
+    v.add_argument("--objects", type=int, default=None, help="only the first N held-apart objects")
+    v.add_argument("--raw", action="store_true", help="the raw network, 10 clicks (train's default check) "
+                   "instead of the default pipeline, 20 clicks (--val-pipeline)")
+    v.add_argument("--jobs", type=int, default=1, help="spread the objects over N one-thread processes")
+    v.add_argument("--json", default=None)
+    v.set_defaults(func=cmd_validate)
 
     from .benchmark import add_benchmark_parser
     from .serve import add_serve_parser

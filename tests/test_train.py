@@ -9,7 +9,7 @@ from PIL import Image
 from scipy import ndimage
 
 from napari_spbox.model.network import build_network
-from napari_spbox.model.weights import WeightsError, load_model, save_weights
+from napari_spbox.model.weights import DEFAULT_WEIGHTS, WeightsError, load_model, save_weights
 
 
 def test_tiny_model_loss_falls_on_simulated_clicks(tmp_path, disk_dataset):
@@ -279,3 +279,30 @@ def test_union_joins_the_objects_that_touch_and_leaves_others_alone(tmp_path):
     assert np.array_equal(ds._draw(2)[1], ids == 3)
     plain = ClickSampleDataset(items, SuperpixelCache(tmp_path / "sp", 100), size=64)
     assert np.array_equal(plain._draw(0)[1], ids == 1)
+
+
+def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_image, capsys):
+    """A GPU run keeps its epochs and skips validation; ``spbox validate`` later gives the figures that
+    training's own validation would have logged for the same weights and objects."""
+    import csv
+
+    from napari_spbox.cli import main
+    from napari_spbox.train.loop import held_apart, train
+
+    data = _tiny_folder(tmp_path, disk_image, n=30)
+    assert held_apart([data], 100)[1]  # some images fall in the held-apart 5%
+    out = tmp_path / "run"
+    train([data], out, epochs=1, batch_size=2, size=64, val_objects=1, progress=False, min_area=100,
+          keep_epochs=True, max_steps=1, init=DEFAULT_WEIGHTS, lr=1e-4)
+    logged = next(csv.DictReader((out / "log.csv").open()))
+    assert float(logged["val_noc90"]) < 10  # a network that segments the disk: the figures mean something
+    report = tmp_path / "val.json"
+    assert main(["validate", str(out / "weights_e1.pt"), "--data", str(data), "--objects", "1", "--raw",
+                 "--json", str(report)]) == 0
+    got = json.loads(report.read_text())[0]
+    assert got["objects"] == 1 and got["max_clicks"] == 10
+    # the kept file is fp16 and training validated its fp32 model: mIoU may move in the 4th decimal, clicks not
+    assert (got["noc@85"], got["noc@90"]) == (float(logged["val_noc85"]), float(logged["val_noc90"]))
+    assert "NoC@90" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no held-apart objects"):
+        main(["validate", str(out / "weights_e1.pt"), "--data", str(_tiny_folder(tmp_path / "one", disk_image, n=1))])

@@ -49,6 +49,11 @@ def _filter_area(items, min_area):
     return keep
 
 
+def held_apart(data, min_area=MIN_AREA):
+    """``(training objects, held-apart validation objects)`` of the dataset paths, as ``spbox train`` splits them."""
+    return split_items(_filter_area(training_items(data), min_area))
+
+
 def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=None, size=320, repeats=2,
           loss="bce", variant="spbox", init=None, resume=None, seed=0, workers=0, val_objects=24, val_clicks=10,
           device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None,
@@ -72,8 +77,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    items = _filter_area(training_items(data), min_area)
-    train_items, val_items = split_items(items)
+    train_items, val_items = held_apart(data, min_area)
     cache = SuperpixelCache(cache_dir or out_dir / "superpixels")
     ds = ClickSampleDataset(train_items, cache, size=size, repeats=repeats, seed=seed, variant=variant,
                             p_paste=p_paste, p_boxed=p_boxed, p_union=p_union)
