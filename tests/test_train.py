@@ -151,13 +151,15 @@ def test_train_runs_unchanged_under_torchrun(tmp_path, disk_image):
     out = tmp_path / "run"
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "napari_spbox.cli", "train", "--data", str(data), "--out",
-           str(out), "--epochs", "1", "--batch-size", "2", "--size", "64", "--val-objects", "0", "--threads", "1"]
+           str(out), "--epochs", "1", "--batch-size", "2", "--size", "64", "--val-objects", "0", "--threads", "1",
+           "--union", "0.5", "--keep-epochs"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     # two ranks of 2 objects each, batch 2: one step per rank, one log row written by rank 0
     assert (out / "log.csv").read_text().splitlines()[1].startswith("1,1,")
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
+    assert (out / "weights_e1.pt").is_file()  # the command line's --keep-epochs reached train()
 
 
 def _one_object_dataset(tmp_path, disk_image):
