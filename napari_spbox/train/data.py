@@ -159,9 +159,10 @@ class ClickSampleDataset(Dataset):
     def _draw(self, i):
         """Everything random about sample ``i`` of this epoch: clicks, window, augmentation seed."""
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        rgb, mask, sp = self._load(i % len(self.items))
-        if self.augment and self.p_union and self._siblings[i % len(self.items)] and rng.uniform() < self.p_union:
-            mask = self._union_mask(i % len(self.items))
+        idx = i % len(self.items)
+        rgb, mask, sp = self._load(idx)
+        if self.augment and self.p_union and self._siblings[idx] and rng.uniform() < self.p_union:
+            mask = self._union_mask(idx)
         if self.augment and self.p_paste and len(self.items) > 1 and rng.uniform() < self.p_paste:
             rgb, sp = self._composite(i, rgb, mask, rng)
         session = simulate_session(mask, sp, rng, p_robot=self.p_robot, p_boxed=self.p_boxed)

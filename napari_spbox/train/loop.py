@@ -8,10 +8,12 @@ decay to zero over the run, Nesterov momentum 0.9 and weight decay 5e-4 as in th
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import multiprocessing as mp
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -277,17 +279,13 @@ def validate(model, items, max_clicks, variant, device, progress=True, pipeline=
     was_training = model.training
     model.eval()
     settings = {"variant": variant, "click_consistency": pipeline, "refine": pipeline, "imply_box": pipeline}
-    if jobs > 1:
-        import functools
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = save_weights(model, Path(tmp) / "validating.pt", half=False)  # fp32: the workers score this model
-            build = functools.partial(SPBoxPredictor, weights=str(path), device="cpu", backend="torch", **settings)
-            res = summarise(evaluate(build, items, max_clicks=max_clicks, progress=False, jobs=jobs), max_clicks)
-    else:
-        pred = SPBoxPredictor(model=model, device=str(device), **settings)
-        res = summarise(evaluate(pred, items, max_clicks=max_clicks, progress=False), max_clicks)
+    with tempfile.TemporaryDirectory() as tmp:
+        if jobs > 1:  # each worker builds its own predictor from an fp32 copy: they score this very model
+            path = save_weights(model, Path(tmp) / "validating.pt", half=False)
+            pred = functools.partial(SPBoxPredictor, weights=str(path), device="cpu", backend="torch", **settings)
+        else:
+            pred = SPBoxPredictor(model=model, device=str(device), **settings)
+        res = summarise(evaluate(pred, items, max_clicks=max_clicks, progress=False, jobs=jobs), max_clicks)
     model.train(was_training)
     miou = res["miou_per_click"]
     out = {"noc@85": round(res["noc@85"], 3), "noc@90": round(res["noc@90"], 3),
