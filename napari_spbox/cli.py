@@ -161,7 +161,7 @@ def cmd_plot_training(args) -> int:
 def cmd_validate(args) -> int:
     import torch
 
-    from .model.weights import load_model, weights_variant
+    from .model.weights import load_model, weights_input_size, weights_variant
     from .train.loop import held_apart, validate
 
     torch.set_num_threads(1)  # the jobs are one-thread processes; so is this one
@@ -171,7 +171,7 @@ def cmd_validate(args) -> int:
     results = []
     for w in args.weights:
         r = validate(load_model(w), val, 10 if args.raw else 20, weights_variant(w), "cpu", progress=False,
-                     pipeline=not args.raw, jobs=args.jobs)
+                     pipeline=not args.raw, jobs=args.jobs, size=weights_input_size(w))
         results.append({"weights": w, "objects": len(val), **r})
         print(f"{w}: NoC@85 {r['noc@85']:.2f}, NoC@90 {r['noc@90']:.2f}, mIoU@5 {r['miou5']:.3f} "
               f"({len(val)} held-apart objects, {r['max_clicks']} clicks, {'raw network' if args.raw else 'pipeline'})",

@@ -97,6 +97,32 @@ def test_weights_run_with_the_guidance_their_card_names(tmp_path):
     assert SPBoxPredictor(backend="torch").variant == "spbox"  # the shipped card
 
 
+def test_weights_run_at_the_side_their_card_names(tmp_path, disk_image):
+    """Weights trained with ``--size 96`` see a 96 x 96 window unless told otherwise; a bad card is named."""
+    from napari_spbox.core.protocol import Session
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    path = save_weights(build_network(pretrained=False), tmp_path / "w96.pt", {"input_size": 96})
+    pred = SPBoxPredictor(weights=path, backend="torch")
+    seen = []
+    runner = pred.runner
+    pred.runner = lambda x: seen.append(tuple(x.shape[-2:])) or runner(x)
+    img, _ = disk_image
+    pred.set_image(img)
+    s = Session(img.shape[:2], strict=False)
+    s.add_click(80, 100, True)
+    s.add_click(80, 150, False)
+    pred.predict(s)
+    assert seen == [(96, 96)]
+    assert SPBoxPredictor(weights=path, size=128, backend="torch").size == 128  # an explicit side wins
+    bare = save_weights(build_network(pretrained=False), tmp_path / "bare.pt")
+    assert SPBoxPredictor(weights=bare, backend="torch").size == 320
+    assert SPBoxPredictor(backend="torch").size == 320  # the shipped card
+    bad = save_weights(build_network(pretrained=False), tmp_path / "bad.pt", {"input_size": "large"})
+    with pytest.raises(WeightsError, match="bad.pt.*'large'"):
+        SPBoxPredictor(weights=bad, backend="torch")
+
+
 def test_best_weights_follow_the_validation_noc(tmp_path):
     from napari_spbox.train.loop import _improves
 
@@ -284,7 +310,7 @@ def test_union_joins_the_objects_that_touch_and_leaves_others_alone(tmp_path):
     assert np.array_equal(plain._draw(0)[1], ids == 1)
 
 
-def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_image, capsys):
+def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_image, capsys, monkeypatch):
     """A GPU run keeps its epochs and skips validation; ``spbox validate`` later gives the figures that
     training's own validation would have logged for the same weights and objects."""
     import csv
@@ -295,8 +321,19 @@ def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_imag
     data = _tiny_folder(tmp_path, disk_image, n=30)
     assert held_apart([data], 100)[1]  # some images fall in the held-apart 5%
     out = tmp_path / "run"
-    train([data], out, epochs=1, batch_size=2, size=64, val_objects=1, progress=False, min_area=100,
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    sides = []
+    forward = SPBoxPredictor.forward
+
+    def spy(self, x):
+        sides.append(x.shape[-1])
+        return forward(self, x)
+
+    monkeypatch.setattr(SPBoxPredictor, "forward", spy)
+    train([data], out, epochs=1, batch_size=2, size=288, val_objects=1, progress=False, min_area=100,
           keep_epochs=True, max_steps=1, init=DEFAULT_WEIGHTS, lr=1e-4)
+    assert sides and set(sides) == {288}  # validated at the side it trains at
     logged = next(csv.DictReader((out / "log.csv").open()))
     assert float(logged["val_noc90"]) < 10  # a network that segments the disk: the figures mean something
     report = tmp_path / "val.json"
@@ -304,6 +341,7 @@ def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_imag
                  "--json", str(report)]) == 0
     got = json.loads(report.read_text())[0]
     assert got["objects"] == 1 and got["max_clicks"] == 10
+    assert set(sides) == {288}  # and so is the kept file: its card names the side
     # the kept file is fp16 and training validated its fp32 model: mIoU may move in the 4th decimal, clicks not
     assert (got["noc@85"], got["noc@90"]) == (float(logged["val_noc85"]), float(logged["val_noc90"]))
     assert "NoC@90" in capsys.readouterr().out

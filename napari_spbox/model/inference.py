@@ -18,7 +18,7 @@ from ..core.predictor import (PRECISE_REFINE, Predictor, enforce_clicks, guidanc
                               zoom_window)
 from ..core.protocol import Box, Session
 from ._runtime import make_runner
-from .weights import DEFAULT_WEIGHTS, load_model, weights_variant
+from .weights import DEFAULT_WEIGHTS, load_model, weights_input_size, weights_variant
 
 INPUT_SIZE = 320
 
@@ -73,6 +73,9 @@ class SPBoxPredictor(Predictor):
         Guidance variant the weights were trained with (``spbox``, ``eu``, ``bbox``, ``dt``); by default the
         one the weights' card names. One that contradicts the card raises
         :class:`~napari_spbox.model.weights.WeightsError`.
+    size : int, optional
+        Side of the network's square input (the zoom window is resized to it); by default the side the
+        weights' card says they were trained at (``spbox train --size``), 320 without a card or with ``model``.
     model : torch.nn.Module, optional
         An already built network (training uses this for validation; it always runs in plain torch,
         so validation sees the weights as they are being trained).
@@ -96,13 +99,13 @@ class SPBoxPredictor(Predictor):
 
     name = "spbox"
 
-    def __init__(self, weights=None, device: str = "cpu", variant: str | None = None, size: int = INPUT_SIZE, model=None,
+    def __init__(self, weights=None, device: str = "cpu", variant: str | None = None, size: int | None = None, model=None,
                  backend: str = "auto", click_consistency: bool = True, refine: bool = True, imply_box: bool = True,
                  precise_edges: bool = False, **kw):
         super().__init__(**kw)
         self.device = torch.device(device)
         self.variant = (variant or "spbox") if model is not None else weights_variant(weights, variant)
-        self.size = size
+        self.size = size or (INPUT_SIZE if model is not None else weights_input_size(weights, INPUT_SIZE))
         self.click_consistency = click_consistency
         self.refine = refine
         self.imply_box = imply_box
@@ -112,7 +115,7 @@ class SPBoxPredictor(Predictor):
             self.runner = make_runner(model, self.device, "torch")
         else:
             self.model = load_model(weights, device=str(self.device))
-            self.runner = make_runner(self.model, self.device, backend, weights or DEFAULT_WEIGHTS, size)
+            self.runner = make_runner(self.model, self.device, backend, weights or DEFAULT_WEIGHTS, self.size)
         self.backend = self.runner.name
 
     @torch.inference_mode()

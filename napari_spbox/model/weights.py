@@ -25,6 +25,20 @@ def card_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
+def read_card(weights: str | Path | None = None) -> dict:
+    """The JSON card beside ``weights`` (the shipped default when ``None``); ``{}`` when there is none."""
+    card = card_path(Path(weights) if weights is not None else DEFAULT_WEIGHTS)
+    if not card.is_file():
+        return {}
+    try:
+        out = json.loads(card.read_text())
+    except ValueError as exc:
+        raise WeightsError(f"cannot read the card {card}: {exc}") from exc
+    if not isinstance(out, dict):
+        raise WeightsError(f"cannot read the card {card}: expected a JSON object")
+    return out
+
+
 def weights_variant(weights: str | Path | None = None, variant: str | None = None) -> str:
     """The guidance variant to run ``weights`` with: the one its card names.
 
@@ -33,17 +47,24 @@ def weights_variant(weights: str | Path | None = None, variant: str | None = Non
     without a card run with ``variant`` (default ``spbox``).
     """
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    card = card_path(path)
-    trained = None
-    if card.is_file():
-        try:
-            trained = json.loads(card.read_text()).get("variant")
-        except (ValueError, AttributeError) as exc:
-            raise WeightsError(f"cannot read the card {card}: {exc}") from exc
+    trained = read_card(path).get("variant")
     if variant is not None and trained is not None and variant != trained:
-        raise WeightsError(f"weights file {path} was trained with {trained!r} guidance (its card {card.name} says so), "
-                           f"not {variant!r}; leave the variant out to use the card's")
+        raise WeightsError(f"weights file {path} was trained with {trained!r} guidance (its card {card_path(path).name} "
+                           f"says so), not {variant!r}; leave the variant out to use the card's")
     return variant or trained or "spbox"
+
+
+def weights_input_size(weights: str | Path | None = None, default: int = 320) -> int:
+    """The window side ``weights`` were trained at (``spbox train --size``), from their card; ``default`` without one.
+
+    The network is fully convolutional, so another side runs, but it sees its objects at a scale it was not
+    trained on (stop 20: the shipped 320 weights at 384 / 448 had a worse validation NoC@90), so by default the
+    weights run at their own side.
+    """
+    size = read_card(weights).get("input_size", default)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 32:
+        raise WeightsError(f"the card of {weights or DEFAULT_WEIGHTS} gives input_size {size!r}, not a side in pixels")
+    return size
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, card: dict | None = None, half: bool = True) -> Path:

@@ -148,7 +148,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
                             "arch": model.arch, "variant": variant}, ckpt)  # before validation: a cut run resumes
                 val = validate(model, val_items[:val_objects], 20 if val_pipeline else val_clicks, variant, device,
-                               progress, pipeline=val_pipeline, jobs=workers) if val_objects else {}
+                               progress, pipeline=val_pipeline, jobs=workers, size=size) if val_objects else {}
                 card = {"training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step,
                         "batch_size": batch_size, "input_size": size, "loss": loss, "variant": variant,
                         "date": time.strftime("%Y-%m-%d"), "validation": val}
@@ -266,7 +266,7 @@ def _error_click_pool(ds, processes: int):
     return mp.get_context("fork" if "fork" in methods else "spawn").Pool(processes, _pool_init, (ds,))
 
 
-def validate(model, items, max_clicks, variant, device, progress=True, pipeline=False, jobs=1) -> dict:
+def validate(model, items, max_clicks, variant, device, progress=True, pipeline=False, jobs=1, size=320) -> dict:
     """Standard robot user on held-apart training objects: NoC@85/90 and mIoU after 5 clicks.
 
     By default the network's own output is scored (click consistency would hide what training changed).
@@ -275,10 +275,12 @@ def validate(model, items, max_clicks, variant, device, progress=True, pipeline=
     (stop 17: an epoch 0.27 better than the shipped weights raw was 0.24 worse through the pipeline), and
     the pipeline costs about three times as long. With ``jobs`` > 1 the objects are spread over that many
     one-thread CPU processes (the pipeline's edge refinement runs on the CPU even when training on a GPU).
+    ``size`` is the network's input side, the one it is trained at.
     """
     was_training = model.training
     model.eval()
-    settings = {"variant": variant, "click_consistency": pipeline, "refine": pipeline, "imply_box": pipeline}
+    settings = {"variant": variant, "size": size, "click_consistency": pipeline, "refine": pipeline,
+                "imply_box": pipeline}
     with tempfile.TemporaryDirectory() as tmp:
         if jobs > 1:  # each worker builds its own predictor from an fp32 copy: they score this very model
             path = save_weights(model, Path(tmp) / "validating.pt", half=False)
