@@ -316,13 +316,12 @@ def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_imag
     import csv
 
     from napari_spbox.cli import main
+    from napari_spbox.model.inference import SPBoxPredictor
     from napari_spbox.train.loop import held_apart, train
 
     data = _tiny_folder(tmp_path, disk_image, n=30)
     assert held_apart([data], 100)[1]  # some images fall in the held-apart 5%
     out = tmp_path / "run"
-    from napari_spbox.model.inference import SPBoxPredictor
-
     sides = []
     forward = SPBoxPredictor.forward
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..evaluation.metrics import summarise
 from ..evaluation.robot import evaluate
-from ..model.inference import SPBoxPredictor
+from ..model.inference import INPUT_SIZE, SPBoxPredictor
 from ..model.network import build_network
 from ..model.weights import load_model, save_weights
 from .data import MIN_AREA, ClickSampleDataset, SuperpixelCache, split_items, training_items
@@ -266,7 +266,8 @@ def _error_click_pool(ds, processes: int):
     return mp.get_context("fork" if "fork" in methods else "spawn").Pool(processes, _pool_init, (ds,))
 
 
-def validate(model, items, max_clicks, variant, device, progress=True, pipeline=False, jobs=1, size=320) -> dict:
+def validate(model, items, max_clicks, variant, device, progress=True, pipeline=False, jobs=1,
+             size=INPUT_SIZE) -> dict:
     """Standard robot user on held-apart training objects: NoC@85/90 and mIoU after 5 clicks.
 
     By default the network's own output is scored (click consistency would hide what training changed).
