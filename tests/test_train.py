@@ -200,6 +200,23 @@ def _one_object_dataset(tmp_path, disk_image):
                               SuperpixelCache(tmp_path / "sp", 200), size=64, repeats=8)
 
 
+def test_worker_processes_draw_each_epochs_own_samples(tmp_path, disk_image):
+    """With ``--workers`` the batches of epoch 2 are epoch 2's draws (new click sets and crops, and the ones an
+    iterative error click redraws), not a repeat of epoch 1's."""
+    from napari_spbox.train.loop import _loader
+
+    ds = _one_object_dataset(tmp_path, disk_image)
+    loader = _loader(ds, batch_size=8, sampler=None, workers=1, seed=0)
+    batches = []
+    for epoch in (0, 1):
+        ds.epoch = epoch
+        x, y, idx = next(iter(loader))
+        for b, i in enumerate(idx.tolist()):
+            assert torch.equal(x[b], ds[i][0]) and torch.equal(y[b], ds[i][1])  # the main process's draw
+        batches.append(dict(zip(idx.tolist(), x)))
+    assert any(not torch.equal(batches[0][i], batches[1][i]) for i in batches[0])
+
+
 def test_iterative_training_click_lands_on_the_error(tmp_path, disk_image):
     mask = disk_image[1]
     ds = _one_object_dataset(tmp_path, disk_image)

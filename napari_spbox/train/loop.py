@@ -84,9 +84,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     ds = ClickSampleDataset(train_items, cache, size=size, repeats=repeats, seed=seed, variant=variant,
                             p_paste=p_paste, p_boxed=p_boxed, p_union=p_union)
     sampler = DistributedSampler(ds, shuffle=True, seed=seed) if distributed else None
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, num_workers=workers,
-                        drop_last=True, persistent_workers=workers > 0,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = _loader(ds, batch_size, sampler, workers, seed)
 
     model = load_model(init, device="cpu").train() if init else build_network(arch, pretrained=True)
     model = model.to(device)
@@ -164,6 +162,15 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     if distributed:
         dist.destroy_process_group()
     return ckpt
+
+
+def _loader(ds, batch_size: int, sampler, workers: int, seed: int) -> DataLoader:
+    """The training batches. Workers are started afresh each epoch (not persistent) so that their copy of
+    ``ds`` has the epoch the loop set: persistent workers kept epoch 0's draws, so every later epoch repeated
+    the first one's click sets and crops, and an iterative error click, redrawn with the right epoch, was
+    rendered on another crop than its target (the loss jumped at epoch 2: 0.61 -> ~1.0 in stop 21's run)."""
+    return DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, num_workers=workers,
+                      drop_last=True, persistent_workers=False, generator=torch.Generator().manual_seed(seed))
 
 
 def _log_epoch(model, out_dir: Path, card: dict, loss_lr: list, seconds: float, keep: bool = False) -> None:
