@@ -18,9 +18,7 @@ from ..core.predictor import (PRECISE_REFINE, Predictor, enforce_clicks, guidanc
                               zoom_window)
 from ..core.protocol import Box, Session
 from ._runtime import make_runner
-from .weights import DEFAULT_WEIGHTS, load_model, weights_input_size, weights_variant
-
-INPUT_SIZE = 320
+from .weights import DEFAULT_WEIGHTS, INPUT_SIZE, load_model, weights_input_size, weights_variant
 
 
 def network_input(rgb: np.ndarray, guidance: np.ndarray) -> torch.Tensor:
@@ -105,7 +103,7 @@ class SPBoxPredictor(Predictor):
         super().__init__(**kw)
         self.device = torch.device(device)
         self.variant = (variant or "spbox") if model is not None else weights_variant(weights, variant)
-        self.size = size or (INPUT_SIZE if model is not None else weights_input_size(weights, INPUT_SIZE))
+        self.size = size or (INPUT_SIZE if model is not None else weights_input_size(weights))
         self.click_consistency = click_consistency
         self.refine = refine
         self.imply_box = imply_box

@@ -9,6 +9,8 @@ import torch
 
 from .network import build_network
 
+#: Side of the network's square input when the weights' card names none (``spbox train --size`` default).
+INPUT_SIZE = 320
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "spbox_lite0.pt"
 
@@ -54,7 +56,7 @@ def weights_variant(weights: str | Path | None = None, variant: str | None = Non
     return variant or trained or "spbox"
 
 
-def weights_input_size(weights: str | Path | None = None, default: int = 320) -> int:
+def weights_input_size(weights: str | Path | None = None, default: int = INPUT_SIZE) -> int:
     """The window side ``weights`` were trained at (``spbox train --size``), from their card; ``default`` without one.
 
     The network is fully convolutional, so another side runs, but it sees its objects at a scale it was not

@@ -56,9 +56,9 @@ def held_apart(data, min_area=MIN_AREA):
     return split_items(_filter_area(training_items(data), min_area))
 
 
-def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=None, size=320, repeats=2,
-          loss="bce", variant="spbox", init=None, resume=None, seed=0, workers=0, val_objects=24, val_clicks=10,
-          device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None,
+def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=None, size=INPUT_SIZE,
+          repeats=2, loss="bce", variant="spbox", init=None, resume=None, seed=0, workers=0, val_objects=24,
+          val_clicks=10, device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None,
           p_iterative=0.0, max_iterative_clicks=2, p_paste=0.0, p_boxed=0.0, freeze_bn=False, val_pipeline=False,
           p_union=0.0, keep_epochs=False):
     """Train an SPBox network; returns the path of the last checkpoint. See ``spbox train --help``."""
