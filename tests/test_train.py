@@ -59,6 +59,13 @@ def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     assert load_model(out / "weights.pt") is not None
     kept = load_model(out / "weights_e2.pt").state_dict()  # --keep-epochs: each epoch's weights stay
+    recipe = json.loads((out / "weights_e2.json").read_text())["recipe"]  # how the kept file was made
+    assert recipe["init"] == "imagenet" and recipe["resumed_from"] == str(ckpt) and recipe["boxed"] == 0.5
+    assert recipe["epochs_planned"] == 2 and recipe["device"] == "cpu"
+    log = (out / "log.csv").read_text()
+    with pytest.raises(ValueError, match="holds another training run"):  # a fresh run would mix the two logs
+        train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100)
+    assert (out / "log.csv").read_text() == log
     last = load_model(out / "weights.pt").state_dict()
     assert all(torch.equal(kept[k], last[k]) for k in last)
 
@@ -73,7 +80,7 @@ def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, 
     ckpt = train([data], tmp_path / "run", epochs=1, batch_size=2, size=64, val_objects=0, progress=False,
                  min_area=100, init=init, freeze_bn=True, p_iterative=1.0, lr=0.05)
     end = torch.load(ckpt, weights_only=True)["model"]
-    assert json.loads((tmp_path / "run" / "weights.json").read_text())["freeze_bn"] is True
+    assert json.loads((tmp_path / "run" / "weights.json").read_text())["recipe"]["freeze_bn"] is True
     bn = [n for n, m in build_network(pretrained=False).named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bn
     for name in bn:

@@ -77,6 +77,10 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
         # On a shared CPU, OpenMP threads that wait on each other are far slower than one thread.
         torch.set_num_threads(threads)
     out_dir = Path(out_dir)
+    if not resume and (out_dir / "last.pt").exists():
+        # a second run there would append to the first's log and be judged against its best.pt
+        raise ValueError(f"{out_dir} holds another training run (last.pt); resume it with --resume "
+                         f"{out_dir / 'last.pt'} or give another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     train_items, val_items = held_apart(data, min_area)
@@ -109,6 +113,11 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     if rank == 0 and not log_path.exists():
         log_path.write_text("epoch,step,loss,lr,val_noc85,val_noc90,val_miou5,seconds\n")
 
+    # on the card of every epoch, so weights brought back from another machine say how they were made
+    recipe = {"init": str(init) if init else "imagenet", "resumed_from": str(resume) if resume else None,
+              "epochs_planned": epochs, "lr": lr, "seed": seed, "repeats": repeats, "iterative": p_iterative,
+              "iterative_clicks": max_iterative_clicks, "copy_paste": p_paste, "boxed": p_boxed, "union": p_union,
+              "freeze_bn": freeze_bn, "device": device.type, "processes": world, "workers": workers}
     ckpt = out_dir / "last.pt"
     pool = _error_click_pool(ds, workers) if p_iterative and workers > 0 else None
     try:
@@ -150,8 +159,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
                 card = {"training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step,
                         "batch_size": batch_size, "input_size": size, "loss": loss, "variant": variant,
                         "date": time.strftime("%Y-%m-%d"), "validation": val}
-                if freeze_bn:
-                    card["freeze_bn"] = True
+                card["recipe"] = recipe
                 _log_epoch(model, out_dir, card, [f"{np.mean(losses):.5f}", f"{cur:.3e}"], time.time() - t0,
                            keep_epochs)
             if max_steps and step >= max_steps:
