@@ -160,6 +160,7 @@ def cmd_plot_training(args) -> int:
 
 def cmd_validate(args) -> int:
     import torch
+    from tqdm import tqdm
 
     from .model.weights import load_model, weights_input_size, weights_variant
     from .train.loop import held_apart, validate
@@ -169,13 +170,13 @@ def cmd_validate(args) -> int:
     if not val:
         raise SystemExit(f"spbox validate: no held-apart objects in {' '.join(args.data)}")
     results = []
-    for w in args.weights:
+    for w in tqdm(args.weights, desc="weights validated", unit="file"):  # minutes each on a CPU
         r = validate(load_model(w), val, 10 if args.raw else 20, weights_variant(w), "cpu", progress=False,
                      pipeline=not args.raw, jobs=args.jobs, size=weights_input_size(w))
         results.append({"weights": w, "objects": len(val), **r})
-        print(f"{w}: NoC@85 {r['noc@85']:.2f}, NoC@90 {r['noc@90']:.2f}, mIoU@5 {r['miou5']:.3f} "
-              f"({len(val)} held-apart objects, {r['max_clicks']} clicks, {'raw network' if args.raw else 'pipeline'})",
-              flush=True)
+        tqdm.write(f"{w}: NoC@85 {r['noc@85']:.2f}, NoC@90 {r['noc@90']:.2f}, mIoU@5 {r['miou5']:.3f} "
+                   f"({len(val)} held-apart objects, {r['max_clicks']} clicks, "
+                   f"{'raw network' if args.raw else 'pipeline'})")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0
