@@ -182,6 +182,13 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_average(args) -> int:
+    from .model.weights import average_weights
+
+    print(average_weights(args.weights, args.out))
+    return 0
+
+
 def cmd_train(args) -> int:
     from .train.loop import train, write_log_json
 
@@ -316,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--jobs", type=int, default=1, help="spread the objects over N one-thread processes")
     v.add_argument("--json", default=None)
     v.set_defaults(func=cmd_validate)
+
+    a = sub.add_parser("average", help="average weights files of fine-tunes from one starting point, parameter "
+                       "for parameter (a uniform model soup), into OUT")
+    a.add_argument("out")
+    a.add_argument("weights", nargs="+")
+    a.set_defaults(func=cmd_average)
 
     from .benchmark import add_benchmark_parser
     from .serve import add_serve_parser

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_spbox.model.network import build_network
-from napari_spbox.model.weights import WeightsError, default_weights_path, load_model, save_weights
+from napari_spbox.model.weights import WeightsError, average_weights, default_weights_path, load_model, save_weights
 
 
 def test_lite0_shapes_and_imagenet_stem_kept():
@@ -50,6 +50,35 @@ def test_missing_and_corrupt_weights_name_the_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="bad.pt"):
         load_model(bad)
+
+
+def test_average_of_weights_files_is_their_mean_and_mismatches_are_named(tmp_path):
+    """``spbox average``: a uniform soup of two fine-tunes is their parameter-wise mean, with both named on its
+    card; files for another input side are refused, naming the file."""
+    import json
+
+    from napari_spbox.cli import main
+
+    torch.manual_seed(0)
+    a, b = build_network(pretrained=False), build_network(pretrained=False)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(torch.randn_like(p))  # far apart, so the mean differs from either at fp16 precision
+    pa = save_weights(a, tmp_path / "a.pt", {"input_size": 320, "validation": {"noc@90": 9.0}})
+    pb = save_weights(b, tmp_path / "b.pt", {"input_size": 320})
+    out = tmp_path / "soup.pt"
+    assert main(["average", str(out), str(pa), str(pb)]) == 0
+    la, lb, soup = (load_model(p).state_dict() for p in (pa, pb, out))
+    key = "encoder._conv_stem.weight"
+    assert not torch.allclose(soup[key], la[key], atol=1e-2)
+    assert torch.allclose(soup[key], (la[key] + lb[key]) / 2, atol=1e-2)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["averaged_from"] == [str(pa), str(pb)] and "validation" not in card  # a member's figures, not its
+    other = save_weights(b, tmp_path / "c.pt", {"input_size": 384})
+    assert main(["average", str(tmp_path / "bad.pt"), str(pa), str(other)]) == 2
+    assert not (tmp_path / "bad.pt").exists()
+    with pytest.raises(WeightsError, match="c.pt"):
+        average_weights([pa, other], tmp_path / "bad.pt")
 
 
 def test_shipped_weights_beat_untrained_network_on_grabcut():

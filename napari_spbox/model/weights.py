@@ -104,3 +104,37 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> torch.nn.
     except (RuntimeError, ValueError) as exc:
         raise WeightsError(f"weights file {path} does not fit architecture {arch!r}: {exc}") from exc
     return model.to(device).eval()
+
+
+def average_weights(paths, out: str | Path) -> Path:
+    """Average weights files parameter for parameter (a uniform "model soup", Wortsman et al. 2022) into ``out``.
+
+    Members must be one architecture, guidance variant and input side, and should be fine-tunes from one starting
+    point: averages of unrelated networks do not work. BatchNorm statistics are averaged too; integer buffers
+    (batch counters) are taken from the first member. The card is the first member's, naming all members.
+
+    Raises
+    ------
+    WeightsError
+        Naming the file, when a member is missing, unreadable or does not match the first.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise WeightsError("averaging needs at least two weights files")
+    first = load_model(paths[0])
+
+    def kind(model, p):
+        return model.arch, weights_variant(p), weights_input_size(p)
+
+    total = {k: v.clone() for k, v in first.state_dict().items()}
+    for p in paths[1:]:
+        model = load_model(p)
+        if kind(model, p) != kind(first, paths[0]):
+            raise WeightsError(f"{p} cannot be averaged with {paths[0]}: (architecture, guidance variant, input "
+                               f"side) {kind(model, p)} against {kind(first, paths[0])}")
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                total[k] += v
+    first.load_state_dict({k: v / len(paths) if v.is_floating_point() else v for k, v in total.items()})
+    card = {k: v for k, v in read_card(paths[0]).items() if k != "validation"}  # the member's figures, not ours
+    return save_weights(first, out, {**card, "averaged_from": [str(p) for p in paths]})
