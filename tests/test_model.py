@@ -73,7 +73,8 @@ def test_average_of_weights_files_is_their_mean_and_mismatches_are_named(tmp_pat
     assert not torch.allclose(soup[key], la[key], atol=1e-2)
     assert torch.allclose(soup[key], (la[key] + lb[key]) / 2, atol=1e-2)
     card = json.loads(out.with_suffix(".json").read_text())
-    assert card["averaged_from"] == [str(pa), str(pb)] and "validation" not in card  # a member's figures are not the average's
+    # a member's validation figures are not the average's
+    assert card["averaged_from"] == [str(pa), str(pb)] and "validation" not in card
     other = save_weights(b, tmp_path / "c.pt", {"input_size": 384})
     assert main(["average", str(tmp_path / "bad.pt"), str(pa), str(other)]) == 2
     assert not (tmp_path / "bad.pt").exists()
