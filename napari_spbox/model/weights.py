@@ -126,12 +126,13 @@ def average_weights(paths, out: str | Path) -> Path:
     def kind(model, p):
         return model.arch, weights_variant(p), weights_input_size(p)
 
+    ref = kind(first, paths[0])
     total = {k: v.clone() for k, v in first.state_dict().items()}
     for p in paths[1:]:
         model = load_model(p)
-        if kind(model, p) != kind(first, paths[0]):
+        if kind(model, p) != ref:
             raise WeightsError(f"{p} cannot be averaged with {paths[0]}: (architecture, guidance variant, input "
-                               f"side) {kind(model, p)} against {kind(first, paths[0])}")
+                               f"side) {kind(model, p)} against {ref}")
         for k, v in model.state_dict().items():
             if v.is_floating_point():
                 total[k] += v

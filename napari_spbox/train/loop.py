@@ -26,9 +26,9 @@ from tqdm import tqdm
 
 from ..evaluation.metrics import summarise
 from ..evaluation.robot import evaluate
-from ..model.inference import INPUT_SIZE, SPBoxPredictor
+from ..model.inference import SPBoxPredictor
 from ..model.network import build_network
-from ..model.weights import load_model, save_weights
+from ..model.weights import INPUT_SIZE, load_model, save_weights
 from .data import MIN_AREA, ClickSampleDataset, SuperpixelCache, split_items, training_items
 
 
