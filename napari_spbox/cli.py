@@ -145,7 +145,8 @@ def cmd_plot_training(args) -> int:
     logs = {}
     for spec in args.logs:
         label, sep, path = spec.partition("=")
-        logs[label if sep else Path(spec).parent.name] = path if sep else spec
+        paths = (path if sep else spec).split(",")  # several: one line of training's successive runs
+        logs[label if sep else Path(paths[0]).parent.name] = paths[0] if len(paths) == 1 else paths
     refs = {}
     for spec in args.reference or []:
         label, _, values = spec.rpartition("=")
@@ -268,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("plot-training", help="draw validation NoC@90 / mIoU@5 per epoch of spbox train runs")
     pt.add_argument("out")
-    pt.add_argument("logs", nargs="+", help="RUN_DIR/log.csv, or LABEL=RUN_DIR/log.csv")
+    pt.add_argument("logs", nargs="+", help="RUN_DIR/log.csv, or LABEL=RUN_DIR/log.csv; LABEL=A/log.csv,B/log.csv draws runs that "
+                    "continue one another (B --init from A's end) as one curve, B's epochs after A's")
     pt.add_argument("--reference", action="append", metavar="LABEL=NOC90,MIOU5",
                     help="a dashed line at another model's figures on the same check (e.g. the shipped weights)")
     pt.set_defaults(func=cmd_plot_training)

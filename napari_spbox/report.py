@@ -93,13 +93,30 @@ def plot_miou(path, summaries: list) -> Path:
     return path
 
 
+def _validated_epochs(logs) -> tuple[list[int], list[dict]]:
+    """The validated rows of successive ``log.csv`` files, each run's epochs after the previous run's last."""
+    rows, epochs, offset = [], [], 0
+    for log in logs:
+        every = list(csv.DictReader(Path(log).open()))
+        for r in every:
+            if r.get("val_noc90"):
+                rows.append(r)
+                epochs.append(int(r["epoch"]) + offset)
+        offset += max((int(r["epoch"]) for r in every if r.get("epoch")), default=0)
+    if not rows:
+        raise ValueError(f"{', '.join(map(str, logs))}: no validated epochs (is it a spbox train log.csv?)")
+    return epochs, rows
+
+
 def plot_training(path, logs: dict, references: dict | None = None) -> Path:
     """Validation NoC@90 and mIoU after 5 clicks per epoch, for one or several ``spbox train`` runs.
 
-    ``logs`` maps a label to a run's ``log.csv``; ``references`` a label to ``(noc90, miou5)`` of a model
-    measured on the same check (drawn as dashed lines, e.g. the shipped weights a fine-tune must beat).
-    The training loss is left out on purpose: BCE and focal losses are on different scales, while the
-    validation figures compare any two runs.
+    ``logs`` maps a label to a run's ``log.csv``, or to a list of them: the successive runs of one line of
+    training (each ``--init`` from the previous one's end, e.g. warm restarts), drawn as one curve whose
+    epochs continue after the previous run's last logged epoch. ``references`` maps a label to ``(noc90,
+    miou5)`` of a model measured on the same check (drawn as dashed lines, e.g. the shipped weights a
+    fine-tune must beat). The training loss is left out on purpose: BCE and focal losses are on different
+    scales, while the validation figures compare any two runs.
     """
     import matplotlib
 
@@ -108,13 +125,10 @@ def plot_training(path, logs: dict, references: dict | None = None) -> Path:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
     for label, log in logs.items():
-        rows = [r for r in csv.DictReader(Path(log).open()) if r.get("val_noc90")]
-        if not rows:
-            raise ValueError(f"{log}: no validated epochs (is it a spbox train log.csv?)")
-        epochs = [int(r["epoch"]) for r in rows]
-        best = min(rows, key=lambda r: (float(r["val_noc90"]), float(r["val_noc85"])))
+        epochs, rows = _validated_epochs([log] if isinstance(log, (str, Path)) else list(log))
+        best = min(range(len(rows)), key=lambda i: (float(rows[i]["val_noc90"]), float(rows[i]["val_noc85"])))
         a.plot(epochs, [float(r["val_noc90"]) for r in rows], marker="o", ms=3,
-               label=f"{label} (best {float(best['val_noc90']):.2f}, epoch {best['epoch']})")
+               label=f"{label} (best {float(rows[best]['val_noc90']):.2f}, epoch {epochs[best]})")
         b.plot(epochs, [float(r["val_miou5"]) for r in rows], marker="o", ms=3, label=label)
     for k, (label, (noc90, miou5)) in enumerate((references or {}).items()):
         style = {"color": "0.4", "linestyle": ("--", ":", "-.")[k % 3], "linewidth": 1}

@@ -105,6 +105,20 @@ def test_plot_training_compares_runs_and_refuses_other_csvs(tmp_path, capsys):
     assert "no validated epochs" in capsys.readouterr().err
 
 
+def test_plot_training_draws_successive_runs_as_one_curve(tmp_path, capsys):
+    from napari_spbox.report import _validated_epochs
+
+    header = "epoch,step,loss,lr,val_noc85,val_noc90,val_miou5,seconds\n"
+    (tmp_path / "c1.csv").write_text(header + "1,10,0.2,1e-3,,,,5\n2,20,0.2,1e-3,8.0,9.0,0.40,5\n3,30,0.2,1e-3,,,,5\n")
+    (tmp_path / "c2.csv").write_text(header + "1,10,0.2,1e-3,,,,5\n2,20,0.1,5e-4,7.5,8.5,0.45,5\n")
+    epochs, rows = _validated_epochs([tmp_path / "c1.csv", tmp_path / "c2.csv"])
+    assert epochs == [2, 5]  # the second run's epoch 2 follows the first run's last logged epoch, 3
+    assert [r["val_noc90"] for r in rows] == ["9.0", "8.5"]
+    out = tmp_path / "both.png"
+    assert main(["plot-training", str(out), f"two cycles={tmp_path / 'c1.csv'},{tmp_path / 'c2.csv'}"]) == 0
+    assert out.stat().st_size > 1000
+
+
 def _write_nocs(path, nocs, names=None):
     from napari_spbox.report import write_csv
 
