@@ -184,9 +184,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_average(args) -> int:
-    from .model.weights import average_weights
+    from .model.weights import average_weights, ensemble_weights
 
-    print(average_weights(args.weights, args.out))
+    print((ensemble_weights if args.ensemble else average_weights)(args.weights, args.out))
     return 0
 
 
@@ -327,9 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
 
     a = sub.add_parser("average", help="average weights files of fine-tunes from one starting point, parameter "
-                       "for parameter (a uniform model soup), into OUT")
+                       "for parameter (a uniform model soup), into OUT; --ensemble: keep the networks and average "
+                       "their outputs at inference (members from any runs)")
     a.add_argument("out")
     a.add_argument("weights", nargs="+")
+    a.add_argument("--ensemble", action="store_true",
+                   help="one file holding all the networks, run together, their logits averaged")
     a.set_defaults(func=cmd_average)
 
     from .benchmark import add_benchmark_parser

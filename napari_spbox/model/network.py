@@ -194,13 +194,45 @@ def _resize(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(t, like.shape[-2:], mode="bilinear", align_corners=False)
 
 
-ARCHITECTURES = {"efficientnet_lite0": SPBoxLite, "resnet101": SPBoxResNet101}
+class Ensemble(nn.Module):
+    """Several trained networks run as one: the mean of their logits.
+
+    Networks trained from different starting points make different mistakes, so their mean is a better
+    guess than either (an inference-time ensemble, not a weight average: averaging the weights of
+    networks that do not share a starting point gives a broken network).
+    """
+
+    arch = "ensemble"
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two networks")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def member_archs(self) -> list[str]:
+        return [m.arch for m in self.members]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
 
 
-def build_network(arch: str = "efficientnet_lite0", pretrained: bool = False, imagenet_checkpoint: str | None = None) -> nn.Module:
-    """Network by architecture name; ``pretrained`` loads ImageNet weights from local files only."""
+ARCHITECTURES = {"efficientnet_lite0": SPBoxLite, "resnet101": SPBoxResNet101, "ensemble": Ensemble}
+
+
+def build_network(arch: str = "efficientnet_lite0", pretrained: bool = False, imagenet_checkpoint: str | None = None,
+                  members: list[str] | None = None) -> nn.Module:
+    """Network by architecture name; ``pretrained`` loads ImageNet weights from local files only.
+
+    ``ensemble`` needs ``members``, the architecture names of its networks (built untrained).
+    """
     if arch == "efficientnet_lite0":
         return SPBoxLite(pretrained=pretrained)
     if arch == "resnet101":
         return SPBoxResNet101(imagenet_checkpoint=imagenet_checkpoint)
+    if arch == "ensemble":
+        if not members or "ensemble" in members:
+            raise ValueError(f"an ensemble needs the architectures of two or more networks, not {members!r}")
+        return Ensemble([build_network(a) for a in members])
     raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .network import build_network
+from .network import Ensemble, build_network
 
 #: Side of the network's square input when the weights' card names none (``spbox train --size`` default).
 INPUT_SIZE = 320
@@ -76,7 +76,10 @@ def save_weights(model: torch.nn.Module, path: str | Path, card: dict | None = N
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v.detach().cpu())
              for k, v in model.state_dict().items()}
-    torch.save({"arch": model.arch, "state_dict": state}, path)
+    blob = {"arch": model.arch, "state_dict": state}
+    if model.arch == "ensemble":
+        blob["members"] = model.member_archs
+    torch.save(blob, path)
     if card is not None:
         card_path(path).write_text(json.dumps({"arch": model.arch, **card}, indent=2) + "\n")
     return path
@@ -95,11 +98,11 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> torch.nn.
         raise WeightsError(f"weights file not found: {path}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        arch, state = blob["arch"], blob["state_dict"]
+        arch, state, members = blob["arch"], blob["state_dict"], blob.get("members")
     except Exception as exc:  # torch raises several types for a damaged file
         raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
     try:
-        model = build_network(arch)
+        model = build_network(arch, members=members)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except (RuntimeError, ValueError) as exc:
         raise WeightsError(f"weights file {path} does not fit architecture {arch!r}: {exc}") from exc
@@ -139,3 +142,32 @@ def average_weights(paths, out: str | Path) -> Path:
     first.load_state_dict({k: v / len(paths) if v.is_floating_point() else v for k, v in total.items()})
     card = {k: v for k, v in read_card(paths[0]).items() if k != "validation"}  # the member's figures, not ours
     return save_weights(first, out, {**card, "averaged_from": [str(p) for p in paths]})
+
+
+def ensemble_weights(paths, out: str | Path) -> Path:
+    """Join weights files into one ensemble file (:class:`~napari_spbox.model.network.Ensemble`: the mean of
+    the members' logits), with a card naming the members and keeping their cards.
+
+    Unlike :func:`average_weights`, members may come from unrelated training runs; they must share the guidance
+    variant and input side, since one network input feeds them all.
+
+    Raises
+    ------
+    WeightsError
+        Naming the file, when a member is missing, unreadable, itself an ensemble, or does not match the first.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise WeightsError("an ensemble needs at least two weights files")
+    members, ref = [], (weights_variant(paths[0]), weights_input_size(paths[0]))
+    for p in paths:
+        model = load_model(p)
+        if model.arch == "ensemble":
+            raise WeightsError(f"{p} is already an ensemble; list its members instead")
+        if (weights_variant(p), weights_input_size(p)) != ref:
+            raise WeightsError(f"{p} cannot join an ensemble with {paths[0]}: (guidance variant, input side) "
+                               f"{(weights_variant(p), weights_input_size(p))} against {ref}")
+        members.append(model)
+    card = {"variant": ref[0], "input_size": ref[1], "ensemble_of": [str(p) for p in paths],
+            "member_cards": [read_card(p) for p in paths]}
+    return save_weights(Ensemble(members), out, card)
