@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from napari_spbox.model.network import build_network
-from napari_spbox.model.weights import WeightsError, average_weights, default_weights_path, load_model, save_weights
+from napari_spbox.model.weights import (WeightsError, average_weights, default_weights_path, ensemble_weights, load_model,
+                                        save_weights)
 
 
 def test_lite0_shapes_and_imagenet_stem_kept():
@@ -80,6 +81,35 @@ def test_average_of_weights_files_is_their_mean_and_mismatches_are_named(tmp_pat
     assert not (tmp_path / "bad.pt").exists()
     with pytest.raises(WeightsError, match="c.pt"):
         average_weights([pa, other], tmp_path / "bad.pt")
+
+
+def test_ensemble_file_runs_the_mean_of_its_members_and_refuses_mismatches(tmp_path):
+    """``spbox average --ensemble``: networks from unrelated runs become one file whose output is the mean of
+    theirs (not a weight average); members for another guidance variant are refused, naming the file."""
+    import json
+
+    from napari_spbox.cli import main
+
+    torch.manual_seed(0)
+    a, b = build_network().eval(), build_network().eval()
+    pa = save_weights(a, tmp_path / "a.pt", {"input_size": 320, "variant": "spbox"})
+    pb = save_weights(b, tmp_path / "b.pt", {"input_size": 320, "variant": "spbox"})
+    out = tmp_path / "ens.pt"
+    assert main(["average", "--ensemble", str(out), str(pa), str(pb)]) == 0
+    ens, la, lb = load_model(out), load_model(pa), load_model(pb)
+    x = torch.randn(1, 6, 64, 64)
+    with torch.no_grad():
+        ya, yb, y = la(x), lb(x), ens(x)
+    assert not torch.allclose(ya, yb, atol=1e-2)  # the members differ, so the mean is not either of them
+    assert torch.allclose(y, (ya + yb) / 2, atol=1e-5)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["arch"] == "ensemble" and card["ensemble_of"] == [str(pa), str(pb)] and card["variant"] == "spbox"
+    eu = save_weights(b, tmp_path / "eu.pt", {"input_size": 320, "variant": "eu"})
+    with pytest.raises(WeightsError, match="eu.pt"):
+        ensemble_weights([pa, eu], tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match="already an ensemble"):
+        ensemble_weights([out, pa], tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
 
 
 def test_shipped_weights_beat_untrained_network_on_grabcut():
