@@ -17,7 +17,7 @@ $(VENV)/.core: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.all: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[napari,cvat,dev]'
+	$(PY) -m pip install -q -e '.[napari,cvat,dev,train]'
 	touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core

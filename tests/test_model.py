@@ -9,14 +9,25 @@ from napari_spbox.model.weights import (WeightsError, average_weights, default_w
                                         save_weights)
 
 
-def test_lite0_shapes_and_imagenet_stem_kept():
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_lite_shapes_and_imagenet_weights_loaded(arch, tmp_path):
+    """Every ImageNet tensor of the encoder is loaded (a stage table that did not match the package's state dict
+    would raise), the RGB stem filters kept as they are and the guidance filters small; a saved file rebuilds the
+    same architecture."""
+    from napari_spbox.model.network import _imagenet_file
+
     torch.manual_seed(0)
-    net = build_network("efficientnet_lite0", pretrained=True).eval()
+    net = build_network(arch, pretrained=True).eval()
     with torch.no_grad():
         out = net(torch.zeros(1, 6, 96, 128))
-    assert out.shape == (1, 1, 96, 128)
+    assert out.shape == (1, 1, 96, 128) and net.arch == arch
+    imagenet = torch.load(_imagenet_file(arch), map_location="cpu", weights_only=True)
     stem = net.encoder._conv_stem.weight
+    assert torch.equal(stem[:, :3], imagenet["_conv_stem.weight"])
+    assert torch.equal(net.encoder._blocks[-1]._project_conv.weight, imagenet[f"_blocks.{len(net.encoder._blocks) - 1}._project_conv.weight"])
     assert stem.shape[1] == 6 and stem[:, 3:].abs().mean() < 0.2 * stem[:, :3].abs().mean()
+    again = load_model(save_weights(net, tmp_path / "w.pt"))
+    assert again.arch == arch and again.encoder.channels == net.encoder.channels
 
 
 def test_resnet101_output_stride_8_psp():
