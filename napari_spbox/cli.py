@@ -164,6 +164,7 @@ def cmd_validate(args) -> int:
     from tqdm import tqdm
 
     from .model.weights import load_model, weights_input_size, weights_variant
+    from .report import write_csv
     from .train.loop import held_apart, validate
 
     torch.set_num_threads(1)  # the jobs are one-thread processes; so is this one
@@ -172,9 +173,14 @@ def cmd_validate(args) -> int:
         raise SystemExit(f"spbox validate: no held-apart objects in {' '.join(args.data)}")
     results = []
     for w in tqdm(args.weights, desc="weights validated", unit="file"):  # minutes each on a CPU
+        per_object = []
         r = validate(load_model(w), val, 10 if args.raw else 20, weights_variant(w), "cpu", progress=False,
-                     pipeline=not args.raw, jobs=args.jobs, size=weights_input_size(w))
+                     pipeline=not args.raw, jobs=args.jobs, size=weights_input_size(w), per_object=per_object)
         results.append({"weights": w, "objects": len(val), **r})
+        if args.csv_dir:  # one file per weights, named after its path: runs/a/e8.pt -> runs_a_e8.csv
+            name = "_".join(Path(w).with_suffix("").parts).lstrip("._") + ".csv"
+            Path(args.csv_dir).mkdir(parents=True, exist_ok=True)
+            results[-1]["csv"] = str(write_csv(Path(args.csv_dir) / name, per_object, r["max_clicks"]))
         tqdm.write(f"{w}: NoC@85 {r['noc@85']:.2f}, NoC@90 {r['noc@90']:.2f}, mIoU@5 {r['miou5']:.3f} "
                    f"({len(val)} held-apart objects, {r['max_clicks']} clicks, "
                    f"{'raw network' if args.raw else 'pipeline'})")
@@ -324,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of the default pipeline, 20 clicks (--val-pipeline)")
     v.add_argument("--jobs", type=int, default=1, help="spread the objects over N one-thread processes")
     v.add_argument("--json", default=None)
+    v.add_argument("--csv-dir", default=None, help="also write each weights file's per-object results there "
+                   "(spbox evaluate's CSV), so spbox compare can pair two of them")
     v.set_defaults(func=cmd_validate)
 
     a = sub.add_parser("average", help="average weights files of fine-tunes from one starting point, parameter "

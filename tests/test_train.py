@@ -361,9 +361,11 @@ def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_imag
     assert float(logged["val_noc90"]) < 10  # a network that segments the disk: the figures mean something
     report = tmp_path / "val.json"
     assert main(["validate", str(out / "weights_e1.pt"), "--data", str(data), "--objects", "1", "--raw",
-                 "--json", str(report)]) == 0
+                 "--json", str(report), "--csv-dir", str(tmp_path / "per_object")]) == 0
     got = json.loads(report.read_text())[0]
     assert got["objects"] == 1 and got["max_clicks"] == 10
+    rows = list(csv.DictReader(open(got["csv"])))  # per object, for spbox compare
+    assert len(rows) == 1 and rows[0]["name"] and int(rows[0]["noc@90"]) == got["noc@90"]
     assert set(sides) == {288}  # and so is the kept file: its card names the side
     # the kept file is fp16 and training validated its fp32 model: mIoU may move in the 4th decimal, clicks not
     assert (got["noc@85"], got["noc@90"]) == (float(logged["val_noc85"]), float(logged["val_noc90"]))

@@ -282,7 +282,7 @@ def _error_click_pool(ds, processes: int):
 
 
 def validate(model, items, max_clicks, variant, device, progress=True, pipeline=False, jobs=1,
-             size=INPUT_SIZE) -> dict:
+             size=INPUT_SIZE, per_object: list | None = None) -> dict:
     """Standard robot user on held-apart training objects: NoC@85/90 and mIoU after 5 clicks.
 
     By default the network's own output is scored (click consistency would hide what training changed).
@@ -291,7 +291,8 @@ def validate(model, items, max_clicks, variant, device, progress=True, pipeline=
     (stop 17: an epoch 0.27 better than the shipped weights raw was 0.24 worse through the pipeline), and
     the pipeline costs about three times as long. With ``jobs`` > 1 the objects are spread over that many
     one-thread CPU processes (the pipeline's edge refinement runs on the CPU even when training on a GPU).
-    ``size`` is the network's input side, the one it is trained at.
+    ``size`` is the network's input side, the one it is trained at. A ``per_object`` list receives each object's
+    record (name, IoU per click), for paired comparisons between weights (``spbox validate --csv-dir``).
     """
     was_training = model.training
     model.eval()
@@ -303,7 +304,10 @@ def validate(model, items, max_clicks, variant, device, progress=True, pipeline=
             pred = functools.partial(SPBoxPredictor, weights=str(path), device="cpu", backend="torch", **settings)
         else:
             pred = SPBoxPredictor(model=model, device=str(device), **settings)
-        res = summarise(evaluate(pred, items, max_clicks=max_clicks, progress=False, jobs=jobs), max_clicks)
+        records = evaluate(pred, items, max_clicks=max_clicks, progress=False, jobs=jobs)
+        res = summarise(records, max_clicks)
+    if per_object is not None:
+        per_object.extend(records)
     model.train(was_training)
     miou = res["miou_per_click"]
     out = {"noc@85": round(res["noc@85"], 3), "noc@90": round(res["noc@90"], 3),
