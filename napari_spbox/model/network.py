@@ -220,9 +220,9 @@ def _resize(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class Ensemble(nn.Module):
     """Several trained networks run as one: the mean of their logits.
 
-    Networks trained from different starting points make different mistakes, so their mean is a better
-    guess than either (an inference-time ensemble, not a weight average: averaging the weights of
-    networks that do not share a starting point gives a broken network).
+    For networks trained from different starting points, which make different mistakes (a weight average of
+    such networks gives a broken one). It costs a forward pass per member, and it is not the default: the
+    shipped weights with the stop-23 run's last epoch validated worse than either (docs/training_from_stop22.md).
     """
 
     arch = "ensemble"
