@@ -146,7 +146,7 @@ def cmd_plot_training(args) -> int:
     for spec in args.logs:
         label, sep, path = spec.partition("=")
         paths = (path if sep else spec).split(",")  # several: one line of training's successive runs
-        logs[label if sep else Path(paths[0]).parent.name] = paths[0] if len(paths) == 1 else paths
+        logs[label if sep else Path(paths[0]).parent.name] = paths
     refs = {}
     for spec in args.reference or []:
         label, _, values = spec.rpartition("=")

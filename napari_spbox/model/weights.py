@@ -159,14 +159,15 @@ def ensemble_weights(paths, out: str | Path) -> Path:
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
         raise WeightsError("an ensemble needs at least two weights files")
-    members, ref = [], (weights_variant(paths[0]), weights_input_size(paths[0]))
+    members, ref = [], None
     for p in paths:
-        model = load_model(p)
+        model, kind = load_model(p), (weights_variant(p), weights_input_size(p))
         if model.arch == "ensemble":
             raise WeightsError(f"{p} is already an ensemble; list its members instead")
-        if (weights_variant(p), weights_input_size(p)) != ref:
+        ref = ref or kind
+        if kind != ref:
             raise WeightsError(f"{p} cannot join an ensemble with {paths[0]}: (guidance variant, input side) "
-                               f"{(weights_variant(p), weights_input_size(p))} against {ref}")
+                               f"{kind} against {ref}")
         members.append(model)
     card = {"variant": ref[0], "input_size": ref[1], "ensemble_of": [str(p) for p in paths],
             "member_cards": [read_card(p) for p in paths]}
