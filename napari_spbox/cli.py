@@ -205,7 +205,8 @@ def cmd_train(args) -> int:
                  device=args.device, max_steps=args.max_steps, cache_dir=args.cache_dir, threads=args.threads,
                  p_iterative=args.iterative, max_iterative_clicks=args.iterative_clicks,
                  p_paste=args.copy_paste, p_boxed=args.boxed, freeze_bn=args.freeze_bn,
-                 val_pipeline=args.val_pipeline, p_union=args.union, keep_epochs=args.keep_epochs)
+                 val_pipeline=args.val_pipeline, p_union=args.union, keep_epochs=args.keep_epochs,
+                 prev_mask=args.prev_mask)
     write_log_json(args.out)
     out = Path(args.out)
     best = f"; lowest validation NoC@90: {out / 'best.pt'}" if (out / "best.pt").is_file() else ""
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability per sample whose object touches other objects of its image of taking their "
                         "union as the object (a rider and horse, a person and bicycle)")
     t.add_argument("--keep-epochs", action="store_true", help="also keep each epoch's weights as weights_e<N>.pt")
+    t.add_argument("--prev-mask", action="store_true",
+                   help="a 7th input channel, the mask before the newest click (RITM; not in the paper); from 6-channel "
+                        "--init weights the new channel starts at zero. Use with --iterative, which fills it")
     t.add_argument("--freeze-bn", action="store_true",
                    help="keep BatchNorm statistics and affine parameters fixed (fine-tuning at small batches)")
     t.add_argument("--val-pipeline", action="store_true",

@@ -227,8 +227,24 @@ class Session:
         out._history = [_State(clicks=self.clicks, box=out.box, n_initial=0)]
         return out
 
+    def previous(self) -> "Session | None":
+        """A copy of this session as it was before its last click; ``None`` when there is no click to take back.
+
+        A network that reads the previous mask needs the state its last mask came from.
+        """
+        if len(self._history) == 1:
+            return None
+        out = Session(self.shape, strict=self.strict, start=self.start)
+        out._history = self._history[:-1]
+        return out
+
+    def key(self) -> tuple:
+        """What defines this session's current state (a cache key): image shape, start mode, clicks and box."""
+        st = self._state
+        return self.shape, self.start, self.strict, st.clicks, st.box, st.n_initial
+
     def rescaled(self, shape) -> "Session":
-        """This session's current state mapped onto an image of ``shape`` (a resized copy).
+        """This session mapped onto an image of ``shape`` (a resized copy), undo history included.
 
         Used to run large images at a working resolution; the copy is non-strict because the rules
         were checked at full resolution.
@@ -242,11 +258,13 @@ class Session:
         def col(c):
             return min(w - 1, int(c * fx))
 
-        st = self._state
-        box = None if st.box is None else Box(row(st.box.top), col(st.box.left), row(st.box.bottom), col(st.box.right))
-        out = Session(shape, strict=False, box=box, start=self.start)
-        clicks = tuple(Click(row(c.row), col(c.col), c.positive) for c in st.clicks)
-        out._history = [_State(clicks=clicks, box=box, n_initial=st.n_initial)]
+        def state(st):
+            box = None if st.box is None else Box(row(st.box.top), col(st.box.left), row(st.box.bottom), col(st.box.right))
+            clicks = tuple(Click(row(c.row), col(c.col), c.positive) for c in st.clicks)
+            return _State(clicks=clicks, box=box, n_initial=st.n_initial)
+
+        out = Session(shape, strict=False, start=self.start)
+        out._history = [state(st) for st in self._history]
         return out
 
 

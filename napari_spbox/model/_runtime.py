@@ -101,7 +101,7 @@ class OnnxRunner:
 
 
 def export_onnx(weights_path, path, size: int, timeout: float = 600.0) -> Path:
-    """Export the network in ``weights_path`` for a ``(1, 6, size, size)`` input to ``path``, in a child
+    """Export the network in ``weights_path`` for a ``(1, C, size, size)`` input (C: its input channels) to ``path``, in a child
     process (see the module docstring). The file appears atomically: CVAT may start several workers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def _export_here(weights_path, path, size: int) -> None:
     model = load_model(weights_path).float().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (torch.zeros(1, 6, size, size),), dynamo=True, verbose=False)
+        program = torch.onnx.export(model, (torch.zeros(1, model.in_channels, size, size),), dynamo=True, verbose=False)
     program.save(str(tmp), external_data=False)
     os.replace(tmp, path)
 

@@ -4,26 +4,34 @@ One click: cached superpixels -> guidance maps (Eq. 1-6) -> zoom-in crop around 
 (:func:`~napari_spbox.core.predictor.zoom_window`) resized to ``size`` x ``size`` -> network ->
 probability pasted back at full resolution. A click before the box runs that pass twice, the second
 inside the box of the first one's mask (:func:`~napari_spbox.core.predictor.implied_box`). Training
-builds its inputs with :func:`window_input` too.
+builds its inputs with :func:`window_input` too. Networks with a previous-mask input also get the mask of
+the session's state before its last click (:meth:`SPBoxPredictor.previous_mask`).
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..core.guidance import guidance_stack
-from ..core.predictor import (PRECISE_REFINE, Predictor, enforce_clicks, guidance_region, implied_box, refine_edges,
-                              zoom_window)
+from ..core.predictor import (PRECISE_REFINE, Predictor, enforce_clicks, guidance_region, implied_box,
+                              keep_inside_box, refine_edges, zoom_window)
 from ..core.protocol import Box, Session
 from ._runtime import make_runner
+from .network import PREV_MASK_CHANNELS
 from .weights import DEFAULT_WEIGHTS, INPUT_SIZE, load_model, weights_input_size, weights_variant
 
 
-def network_input(rgb: np.ndarray, guidance: np.ndarray) -> torch.Tensor:
-    """Stack RGB and guidance (both ``(H, W, 3)`` in [0, 1]) into a ``(6, H, W)`` tensor in [-1, 1]."""
-    x = np.concatenate([rgb, guidance], axis=-1)
+def network_input(rgb: np.ndarray, guidance: np.ndarray, prev: np.ndarray | None = None) -> torch.Tensor:
+    """Stack RGB and guidance (both ``(H, W, 3)`` in [0, 1]) into a ``(6, H, W)`` tensor in [-1, 1].
+
+    With ``prev`` (an ``(H, W)`` previous mask) the tensor has a 7th channel, the mask.
+    """
+    parts = [rgb, guidance] if prev is None else [rgb, guidance, np.asarray(prev, np.float32)[..., None]]
+    x = np.concatenate(parts, axis=-1)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float().mul_(2.0).sub_(1.0)
 
 
@@ -34,19 +42,21 @@ def crop_resize(x: torch.Tensor, window: Box, size: int) -> torch.Tensor:
 
 
 def window_input(rgb: np.ndarray, sp, session: Session, window: Box, size: int, variant: str = "spbox",
-                 transform=None, mark=None) -> torch.Tensor:
+                 transform=None, mark=None, prev: np.ndarray | None = None) -> torch.Tensor:
     """The network's ``(6, size, size)`` input for ``window``: RGB + guidance of that crop, resized.
 
     Guidance is painted only inside the window, so the cost follows the crop, not the image.
     ``transform`` (training's guidance dropout) is applied to the guidance crop; ``mark("guidance")``
-    is called once the guidance maps are painted (stage timing).
+    is called once the guidance maps are painted (stage timing). ``prev``, an image-sized previous mask,
+    adds a 7th channel (its crop).
     """
     guidance = guidance_stack(sp, session, variant, window)
     if mark is not None:
         mark("guidance")
     if transform is not None:
         guidance = transform(guidance)
-    x = network_input(rgb[window.top : window.bottom + 1, window.left : window.right + 1], guidance)
+    sl = (slice(window.top, window.bottom + 1), slice(window.left, window.right + 1))
+    x = network_input(rgb[sl], guidance, None if prev is None else prev[sl])
     return F.interpolate(x[None], (size, size), mode="bilinear", align_corners=False)[0]
 
 
@@ -93,7 +103,14 @@ class SPBoxPredictor(Predictor):
         Refine at the window's full size with three GrabCut iterations
         (:data:`~napari_spbox.core.predictor.PRECISE_REFINE`) instead of one on a copy of at most 320 px:
         slower clicks, outlines placed at full resolution.
+
+    Weights with a previous-mask input (``spbox train --prev-mask``) also read the mask of the session before
+    its last click. The predictor keeps the last :data:`PREV_CACHE` masks per image, so a click or an undo costs
+    one prediction; a state it never saw (a CVAT request after a restart) is replayed click by click first.
     """
+
+    #: Masks kept per image for networks that read the previous mask.
+    PREV_CACHE = 64
 
     name = "spbox"
 
@@ -115,6 +132,13 @@ class SPBoxPredictor(Predictor):
             self.model = load_model(weights, device=str(self.device))
             self.runner = make_runner(self.model, self.device, backend, weights or DEFAULT_WEIGHTS, self.size)
         self.backend = self.runner.name
+        self.reads_prev_mask = self.model.in_channels == PREV_MASK_CHANNELS
+        self._masks: OrderedDict = OrderedDict()
+
+    def set_image(self, image, channel_axis: int | None = -1) -> None:
+        if image is not self._source or self.rgb is None:
+            self._masks.clear()
+        super().set_image(image, channel_axis)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,17 +147,42 @@ class SPBoxPredictor(Predictor):
 
     @torch.inference_mode()
     def _predict(self, session: Session, mark) -> np.ndarray:
-        prob = self._pass(session, mark)
+        prev = self.previous_mask(session) if self.reads_prev_mask else None
+        prob = self._pass(session, mark, prev)
         if self.imply_box and session.box is None:
-            prob = self._pass(session.with_box(implied_box(prob, session, self.threshold)), mark)
+            prob = self._pass(session.with_box(implied_box(prob, session, self.threshold)), mark, prev)
+        if self.reads_prev_mask:
+            self._remember(session, prob)
         return prob
 
-    def _pass(self, session: Session, mark) -> np.ndarray:
+    def previous_mask(self, session: Session) -> np.ndarray:
+        """The mask this predictor gives the session's state before its last click (at the working resolution).
+
+        Empty before the first click. Taken from the cache, else predicted (recursively) and cached; under the
+        strict protocol clipped to that state's box, as the user saw it.
+        """
+        before = session.previous()
+        if before is None or (not before.positives and before.box is None):
+            return np.zeros(self.shape, dtype=np.float32)
+        if before.key() not in self._masks:
+            self._predict(before, _quiet)
+        self._masks.move_to_end(before.key())
+        return self._masks[before.key()]
+
+    def _remember(self, session: Session, prob: np.ndarray) -> None:
+        mask = (prob > self.threshold).astype(np.float32)
+        if session.strict and session.box is not None:
+            keep_inside_box(mask, session.box)
+        self._masks[session.key()] = mask
+        while len(self._masks) > self.PREV_CACHE:
+            self._masks.popitem(last=False)
+
+    def _pass(self, session: Session, mark, prev: np.ndarray | None = None) -> np.ndarray:
         """One network pass: window, guidance, network, pasted back, click consistency, refinement."""
         sp = self.superpixels
         window = zoom_window(guidance_region(sp, session), self.shape)
         mark("window")
-        x = window_input(self.rgb, sp, session, window, self.size, self.variant, mark=mark)
+        x = window_input(self.rgb, sp, session, window, self.size, self.variant, mark=mark, prev=prev)
         mark("preprocess")
         logits = self.forward(x)
         if logits.is_cuda:
@@ -151,3 +200,7 @@ class SPBoxPredictor(Predictor):
                 enforce_clicks(prob, sp, session)
         mark("refine")
         return prob
+
+
+def _quiet(stage: str) -> None:
+    """Stage marks of a replayed earlier state: not part of this click's timing."""

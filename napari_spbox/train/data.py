@@ -127,12 +127,15 @@ class ClickSampleDataset(Dataset):
     the cached ones belong to the original image. ``p_union`` of the samples whose object touches other
     training objects of its image (COCO's rider and horse, person and bicycle) take the union of them as
     the object (:meth:`_union_mask`): users and benchmarks such as DAVIS often mean such a group.
+    With ``prev_mask`` each input has a 7th channel, the previous mask: empty as drawn, the network's own
+    mask before the newest click once :meth:`with_error_click` adds one.
     """
 
     def __init__(self, items, cache: SuperpixelCache, size: int = 320, repeats: int = 1, seed: int = 0,
                  variant: str = "spbox", augment: bool = True, p_robot: float = 0.4, p_paste: float = 0.0,
-                 p_boxed: float = 0.0, p_union: float = 0.0):
+                 p_boxed: float = 0.0, p_union: float = 0.0, prev_mask: bool = False):
         self.items, self.cache, self.size, self.p_robot = list(items), cache, size, p_robot
+        self.prev_mask = prev_mask
         self.p_boxed, self.p_union = p_boxed, p_union
         by_image: dict = {}
         for k, item in enumerate(self.items):
@@ -199,7 +202,9 @@ class ClickSampleDataset(Dataset):
 
     def _render(self, rgb, mask, sp, session, window, aug_seed):
         arng = np.random.default_rng(aug_seed)  # re-rendering with more clicks repeats the augmentation
-        x = window_input(rgb, sp, session, window, self.size, self.variant, lambda g: guidance_dropout(g, arng))
+        prev = np.zeros(rgb.shape[:2], np.float32) if self.prev_mask else None
+        x = window_input(rgb, sp, session, window, self.size, self.variant, lambda g: guidance_dropout(g, arng),
+                         prev=prev)
         y = crop_resize(torch.from_numpy(mask[None].astype(np.float32)), window, self.size)
         flip = False
         if self.augment:
@@ -218,7 +223,8 @@ class ClickSampleDataset(Dataset):
 
         ``prob`` is the network's ``(size, size)`` output for sample ``i`` rendered with the clicks in
         ``extra`` (image coordinates, appended in place). Returns the new input, or ``None`` when the
-        sample has no error left or its guidance was dropped.
+        sample has no error left or its guidance was dropped. With ``prev_mask`` the new input's previous
+        mask is ``prob``'s, thresholded as the predictor thresholds what it keeps.
         """
         from ..evaluation.robot import next_click
 
@@ -238,4 +244,7 @@ class ClickSampleDataset(Dataset):
         col = min(rgb.shape[1] - 1, int(window.left + (c + 0.5) * window.width / self.size))
         extra.append((row, col, positive))
         session.add_click(row, col, positive)
-        return self._render(rgb, mask, sp, session, window, seed)[0]
+        x = self._render(rgb, mask, sp, session, window, seed)[0]
+        if self.prev_mask:  # prob is in the input's own (possibly flipped) frame, as is the new input
+            x[6] = (prob > 0.49).float() * 2.0 - 1.0
+        return x

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..evaluation.metrics import summarise
 from ..evaluation.robot import evaluate
 from ..model.inference import SPBoxPredictor
-from ..model.network import build_network
+from ..model.network import PREV_MASK_CHANNELS, add_prev_mask_input, build_network
 from ..model.weights import INPUT_SIZE, load_model, save_weights
 from .data import MIN_AREA, ClickSampleDataset, SuperpixelCache, split_items, training_items
 
@@ -60,7 +60,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
           repeats=2, loss="bce", variant="spbox", init=None, resume=None, seed=0, workers=0, val_objects=24,
           val_clicks=10, device=None, max_steps=None, min_area=MIN_AREA, cache_dir=None, progress=True, threads=None,
           p_iterative=0.0, max_iterative_clicks=2, p_paste=0.0, p_boxed=0.0, freeze_bn=False, val_pipeline=False,
-          p_union=0.0, keep_epochs=False):
+          p_union=0.0, keep_epochs=False, prev_mask=False):
     """Train an SPBox network; returns the path of the last checkpoint. See ``spbox train --help``."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -86,11 +86,16 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     train_items, val_items = held_apart(data, min_area)
     cache = SuperpixelCache(cache_dir or out_dir / "superpixels")
     ds = ClickSampleDataset(train_items, cache, size=size, repeats=repeats, seed=seed, variant=variant,
-                            p_paste=p_paste, p_boxed=p_boxed, p_union=p_union)
+                            p_paste=p_paste, p_boxed=p_boxed, p_union=p_union, prev_mask=prev_mask)
     sampler = DistributedSampler(ds, shuffle=True, seed=seed) if distributed else None
     loader = _loader(ds, batch_size, sampler, workers, seed)
 
-    model = load_model(init, device="cpu").train() if init else build_network(arch, pretrained=True)
+    channels = PREV_MASK_CHANNELS if prev_mask else 6
+    model = load_model(init, device="cpu").train() if init else build_network(arch, pretrained=True, in_channels=channels)
+    if prev_mask:  # trained 6-channel weights gain the input with zero filters: training starts from their output
+        model = add_prev_mask_input(model).train()
+    elif model.in_channels != channels:
+        raise ValueError(f"{init} reads a previous mask: train it with --prev-mask")
     model = model.to(device)
     if freeze_bn:
         for m in _batch_norms(model):
@@ -103,6 +108,9 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     start_epoch, step = 0, 0
     if resume:
         ck = torch.load(resume, map_location="cpu", weights_only=True)
+        if ck.get("in_channels", 6) != model.in_channels:
+            had = "with" if ck.get("in_channels", 6) == PREV_MASK_CHANNELS else "without"
+            raise ValueError(f"{resume} was trained {had} --prev-mask; resume it the same way")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start_epoch, step = ck["epoch"] + 1, ck["step"]
@@ -117,7 +125,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     recipe = {"init": str(init) if init else "imagenet", "resumed_from": str(resume) if resume else None,
               "epochs_planned": epochs, "lr": lr, "seed": seed, "repeats": repeats, "iterative": p_iterative,
               "iterative_clicks": max_iterative_clicks, "copy_paste": p_paste, "boxed": p_boxed, "union": p_union,
-              "freeze_bn": freeze_bn, "device": device.type, "processes": world, "workers": workers}
+              "freeze_bn": freeze_bn, "prev_mask": prev_mask, "device": device.type, "processes": world, "workers": workers}
     ckpt = out_dir / "last.pt"
     pool = _error_click_pool(ds, workers) if p_iterative and workers > 0 else None
     try:
@@ -153,7 +161,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
                     break
             if rank == 0:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                            "arch": model.arch, "variant": variant}, ckpt)  # before validation: a cut run resumes
+                            "arch": model.arch, "variant": variant, "in_channels": model.in_channels}, ckpt)  # before validation: a cut run resumes
                 val = validate(model, val_items[:val_objects], 20 if val_pipeline else val_clicks, variant, device,
                                progress, pipeline=val_pipeline, jobs=workers, size=size) if val_objects else {}
                 card = {"training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step,
