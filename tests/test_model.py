@@ -123,6 +123,68 @@ def test_ensemble_file_runs_the_mean_of_its_members_and_refuses_mismatches(tmp_p
     assert not (tmp_path / "bad.pt").exists()
 
 
+def test_previous_mask_input_starts_from_the_trained_network_and_round_trips(tmp_path):
+    """``--prev-mask`` from 6-channel weights: the new channel's filters start at zero, so the 7-channel network
+    computes what the trained one did; its file reloads as 7 channels; ensembles and averages refuse to mix."""
+    from napari_spbox.model.network import add_prev_mask_input
+
+    torch.manual_seed(0)
+    six = build_network().eval()
+    seven = add_prev_mask_input(six).eval()
+    x = torch.randn(1, 7, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(six(x[:, :6]), seven(x))
+    assert seven.in_channels == 7 and six.in_channels == 6
+    path = save_weights(seven, tmp_path / "seven.pt")
+    assert load_model(path).encoder._conv_stem.weight.shape[1] == 7
+    six_path = save_weights(six, tmp_path / "six.pt")
+    with pytest.raises(WeightsError, match="previous mask"):
+        ensemble_weights([six_path, path], tmp_path / "ens.pt")
+    with pytest.raises(WeightsError, match="input channels"):
+        average_weights([six_path, path], tmp_path / "avg.pt")
+
+
+def _prev_mask_weights(tmp_path):
+    """The shipped network with a previous-mask input whose filters are not zero, so the mask changes the output."""
+    from napari_spbox.model.network import add_prev_mask_input
+    from napari_spbox.model.weights import read_card
+
+    seven = add_prev_mask_input(load_model())
+    with torch.no_grad():
+        stem = seven.encoder._conv_stem.weight
+        stem[:, 6] = stem[:, 3] * 2.0
+    card = read_card()
+    return save_weights(seven, tmp_path / "prev.pt", {"variant": card["variant"], "input_size": card["input_size"]})
+
+
+def test_predictor_feeds_the_mask_before_the_last_click_and_replays_unseen_states(tmp_path, disk_image):
+    """What a 7-channel network is given is the mask the user saw before the last click; a predictor that never
+    saw the earlier states (a stateless CVAT request) replays them and gives the same mask as one that followed
+    the clicks, and an undo gives back the mask from before."""
+    from napari_spbox.core.protocol import Session
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    img, mask = disk_image
+    path = _prev_mask_weights(tmp_path)
+    follow, fresh = SPBoxPredictor(path, backend="torch"), SPBoxPredictor(path, backend="torch")
+    assert follow.reads_prev_mask and not SPBoxPredictor(backend="torch").reads_prev_mask
+    for p in (follow, fresh):
+        p.set_image(img)
+    s = Session(mask.shape, strict=False)
+    masks = []
+    for row, col, positive in [(80, 100, True), (80, 150, False), (95, 115, False), (60, 90, True)]:
+        s.add_click(row, col, positive)
+        masks.append(follow.predict(s).mask)
+    assert np.array_equal(follow.previous_mask(s) > 0.5, masks[-2])
+    assert np.array_equal(fresh.predict(s).mask, masks[-1])
+    s.undo()
+    assert np.array_equal(follow.predict(s).mask, masks[-2])
+    # the channel reaches the network: with another previous mask the network's output differs
+    x_seen = follow.previous_mask(s)
+    follow._masks[s.previous().key()] = 1.0 - x_seen
+    assert not np.array_equal(follow.predict(s).prob, fresh.predict(s).prob)
+
+
 def test_shipped_weights_beat_untrained_network_on_grabcut():
     from pathlib import Path
 

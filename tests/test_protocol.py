@@ -112,3 +112,21 @@ def test_an_implied_box_makes_every_click_corrective_and_leaves_the_session_alon
     assert not implied.strict
     assert s.box is None and len(s) == 1  # the user's session is untouched
     assert s.with_box(Box(-5, -5, 200, 50)).box == Box(0, 0, 99, 50)  # clipped to the image
+
+
+def test_previous_is_the_state_before_the_last_click_also_after_rescaling():
+    """A network that reads the previous mask needs the state the last mask came from, box included, also for a
+    large image run at a working resolution."""
+    s = Session((100, 200), strict=True)
+    assert s.previous() is None
+    s.add_click(50, 100, True)
+    s.add_click(60, 130, False)  # sets the box
+    s.add_click(10, 10, True)  # grows it
+    before = s.previous()
+    assert before.clicks == s.clicks[:2] and before.box == box_from_pair(s.clicks[0], s.clicks[1], s.shape)
+    assert before.box != s.box and before.strict and before.previous().clicks == s.clicks[:1]
+    assert len(s) == 3  # the session itself is left alone
+    small = s.rescaled((50, 100))
+    assert small.previous().key() == before.rescaled((50, 100)).key()
+    assert small.previous().box is not None and small.previous().previous().box is None
+    assert s.key() != before.key() and before.key() == s.previous().key()

@@ -372,3 +372,42 @@ def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_imag
     assert "NoC@90" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no held-apart objects"):
         main(["validate", str(out / "weights_e1.pt"), "--data", str(_tiny_folder(tmp_path / "one", disk_image, n=1))])
+
+
+def test_previous_mask_training_feeds_the_networks_own_mask_and_resumes_only_as_started(tmp_path, disk_image):
+    """``--prev-mask``: a drawn sample's previous mask is empty, after an error click it is the mask the network
+    gave before that click (in the sample's own flipped frame); training from 6-channel weights starts from them
+    and learns the new filters; a run resumed without the flag is refused by name."""
+    from napari_spbox.datasets import Item
+    from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
+    from napari_spbox.train.loop import train
+
+    img, mask = disk_image
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    ds = ClickSampleDataset([Item("a", tmp_path / "a.png", tmp_path / "m.png")], SuperpixelCache(tmp_path / "sp", 200),
+                            size=64, repeats=8, prev_mask=True)
+    checked = 0
+    for i in range(8):
+        x, _, _ = ds[i]
+        assert x.shape[0] == 7 and bool((x[6] == -1).all())  # empty as drawn
+        if bool((x[3:6] == 1).all()):
+            assert ds.with_error_click(i, torch.zeros(64, 64), []) is None  # dropped guidance: no click added
+            continue
+        prob = torch.zeros(64, 64)
+        prob[20:40, 10:30] = 0.9  # a wrong blob: the next click is a correction
+        new = ds.with_error_click(i, prob, [])
+        assert torch.equal(new[6], torch.where(prob > 0.49, 1.0, -1.0)) and torch.equal(new[:3], x[:3])
+        checked += 1
+    assert checked
+
+    data = _tiny_folder(tmp_path, disk_image)
+    init = save_weights(build_network(pretrained=False), tmp_path / "init.pt")
+    out = tmp_path / "run"
+    ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, init=init,
+                 p_iterative=1.0, prev_mask=True, lr=0.05)
+    trained = load_model(out / "weights.pt")
+    assert trained.in_channels == 7 and trained.encoder._conv_stem.weight[:, 6].abs().sum() > 0
+    assert json.loads((out / "weights.json").read_text())["recipe"]["prev_mask"] is True
+    with pytest.raises(ValueError, match="trained with --prev-mask"):
+        train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt)

@@ -232,7 +232,7 @@ class ClickSampleDataset(Dataset):
         for c in extra:
             session.add_click(*c)
         x, y, flip = self._render(rgb, mask, sp, session, window, seed)
-        if bool((x[3:] == 1).all()):
+        if bool((x[3:6] == 1).all()):
             return None
         click = next_click(prob.numpy() > 0.49, y[0].numpy() > 0.5)
         if click is None:
