@@ -411,3 +411,21 @@ def test_previous_mask_training_feeds_the_networks_own_mask_and_resumes_only_as_
     assert json.loads((out / "weights.json").read_text())["recipe"]["prev_mask"] is True
     with pytest.raises(ValueError, match="trained with --prev-mask"):
         train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt)
+
+
+def test_previous_mask_filters_learn_faster_than_the_rest():
+    """The zero-started previous-mask filters get ``PREV_MASK_LR_SCALE`` times their gradient; nothing else does."""
+    from napari_spbox.model.network import add_prev_mask_input
+    from napari_spbox.train.loop import PREV_MASK_LR_SCALE, _speed_up_prev_mask_filters
+
+    torch.manual_seed(0)
+    plain = add_prev_mask_input(build_network().train())
+    fast = add_prev_mask_input(build_network().train())
+    fast.load_state_dict(plain.state_dict())
+    _speed_up_prev_mask_filters(fast)
+    x = torch.randn(2, 7, 64, 64)
+    for net in (plain, fast):
+        net(x).mean().backward()
+    g, h = plain.encoder._conv_stem.weight.grad, fast.encoder._conv_stem.weight.grad
+    assert g[:, 6].abs().sum() > 0
+    assert torch.allclose(h[:, 6], g[:, 6] * PREV_MASK_LR_SCALE) and torch.equal(h[:, :6], g[:, :6])
