@@ -277,7 +277,7 @@ def add_prev_mask_input(model: nn.Module) -> nn.Module:
     """A copy of a trained 6-channel network that also reads a previous mask, computing exactly what it did.
 
     The stem's filters for the new channel start at zero, so training starts from the trained network's own
-    output and learns what the previous mask adds.
+    output and learns what the previous mask adds. A network that already reads one is returned as it is.
     """
     if model.in_channels == PREV_MASK_CHANNELS:
         return model

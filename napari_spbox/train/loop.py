@@ -108,10 +108,9 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     model = load_model(init, device="cpu").train() if init else build_network(arch, pretrained=True, in_channels=channels)
     if prev_mask:  # trained 6-channel weights gain the input with zero filters: training starts from their output
         model = add_prev_mask_input(model).train()
+        _speed_up_prev_mask_filters(model)
     elif model.in_channels != channels:
         raise ValueError(f"{init} reads a previous mask: train it with --prev-mask")
-    if prev_mask:
-        _speed_up_prev_mask_filters(model)
     model = model.to(device)
     if freeze_bn:
         for m in _batch_norms(model):
@@ -176,8 +175,9 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
                 if max_steps and step >= max_steps:
                     break
             if rank == 0:
+                # saved before validation, so that a run cut during it resumes from this epoch
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                            "arch": model.arch, "variant": variant, "in_channels": model.in_channels}, ckpt)  # before validation: a cut run resumes
+                            "arch": model.arch, "variant": variant, "in_channels": model.in_channels}, ckpt)
                 val = validate(model, val_items[:val_objects], 20 if val_pipeline else val_clicks, variant, device,
                                progress, pipeline=val_pipeline, jobs=workers, size=size) if val_objects else {}
                 card = {"training_data": [str(d) for d in data], "epochs": epoch + 1, "steps": step,
