@@ -1,0 +1,26 @@
+"""Stop 25: what a click costs with a previous-mask network, followed click by click or replayed from nothing."""
+import statistics, time
+import torch
+from skimage import data
+from napari_spbox.core.protocol import Session
+from napari_spbox.model.inference import SPBoxPredictor
+
+torch.set_num_threads(1)
+img = data.coffee()
+clicks = [(200, 300, True), (120, 200, False), (250, 350, True), (300, 420, False), (180, 260, True), (330, 250, False),
+          (150, 330, True), (260, 210, False), (220, 400, True), (140, 380, False)]
+res = {}
+for label, w in [("shipped (6 channels)", None), ("prev-mask epoch 8 (7 channels)", "runs/s25/prevmask10/weights_e8.pt")]:
+    follow, times = SPBoxPredictor(w), []
+    follow.set_image(img); follow.warm_up()
+    s = Session(img.shape, strict=False)
+    for r, c, p in clicks:
+        s.add_click(r, c, p)
+        t = time.perf_counter(); follow.predict(s); times.append((time.perf_counter() - t) * 1000)
+    cold = []
+    for _ in range(3):
+        fresh = SPBoxPredictor(w)
+        fresh.set_image(img); fresh.warm_up()
+        t = time.perf_counter(); fresh.predict(s); cold.append((time.perf_counter() - t) * 1000)
+    res[label] = (statistics.median(times[1:]), statistics.median(cold), follow.backend)
+    print(f"{label}: later click median {res[label][0]:.0f} ms; 10-click session on a fresh predictor {res[label][1]:.0f} ms ({follow.backend})")
