@@ -259,8 +259,12 @@ class Predictor:
 
             rgb = block_reduce(rgb, (factor, factor, 1), np.mean).astype(np.float32)
         self.rgb = rgb
-        self._superpixels = None
         self._source = image
+        self._forget_image()
+
+    def _forget_image(self) -> None:
+        """Drop what was cached for the previous image (subclasses add their own per-image caches)."""
+        self._superpixels = None
 
     @property
     def superpixels(self) -> Superpixels:

@@ -135,10 +135,9 @@ class SPBoxPredictor(Predictor):
         self.reads_prev_mask = self.model.in_channels == PREV_MASK_CHANNELS
         self._masks: OrderedDict = OrderedDict()
 
-    def set_image(self, image, channel_axis: int | None = -1) -> None:
-        if image is not self._source or self.rgb is None:
-            self._masks.clear()
-        super().set_image(image, channel_axis)
+    def _forget_image(self) -> None:
+        super()._forget_image()
+        self._masks.clear()
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -174,6 +174,11 @@ class SPBoxLite(nn.Module):
         self.dec4 = _SepConv(64 + c4 + 3, 48)
         self.out = nn.Conv2d(48, 1, 1)
 
+    @property
+    def stem_conv(self) -> nn.Conv2d:
+        """The first convolution, the one that reads the input channels."""
+        return self.encoder._conv_stem
+
     def forward(self, x):
         f4, f8, f16, f32 = self.encoder(x)
         guide = x[:, 3:6]  # S+, S-, G; a previous mask enters through the stem only
@@ -211,6 +216,11 @@ class SPBoxResNet101(nn.Module):
         self.layers = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
         self.psp = PSPHead(2048 + 3, 512)
         self.out = nn.Conv2d(512, 1, 1)
+
+    @property
+    def stem_conv(self) -> nn.Conv2d:
+        """The first convolution, the one that reads the input channels."""
+        return self.stem[0]
 
     def forward(self, x):
         f = self.layers(self.stem(x))

@@ -202,9 +202,9 @@ class ClickSampleDataset(Dataset):
 
     def _render(self, rgb, mask, sp, session, window, aug_seed):
         arng = np.random.default_rng(aug_seed)  # re-rendering with more clicks repeats the augmentation
-        prev = np.zeros(rgb.shape[:2], np.float32) if self.prev_mask else None
-        x = window_input(rgb, sp, session, window, self.size, self.variant, lambda g: guidance_dropout(g, arng),
-                         prev=prev)
+        x = window_input(rgb, sp, session, window, self.size, self.variant, lambda g: guidance_dropout(g, arng))
+        if self.prev_mask:  # empty as drawn (-1 after scaling); with_error_click fills it
+            x = torch.cat([x, torch.full_like(x[:1], -1.0)])
         y = crop_resize(torch.from_numpy(mask[None].astype(np.float32)), window, self.size)
         flip = False
         if self.augment:

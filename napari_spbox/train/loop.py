@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..evaluation.metrics import summarise
 from ..evaluation.robot import evaluate
 from ..model.inference import SPBoxPredictor
-from ..model.network import PREV_MASK_CHANNELS, add_prev_mask_input, build_network
+from ..model.network import IN_CHANNELS, PREV_MASK_CHANNELS, add_prev_mask_input, build_network
 from ..model.weights import INPUT_SIZE, load_model, save_weights
 from .data import MIN_AREA, ClickSampleDataset, SuperpixelCache, split_items, training_items
 
@@ -40,7 +40,7 @@ PREV_MASK_LR_SCALE = 10.0
 
 def _speed_up_prev_mask_filters(model, scale: float = PREV_MASK_LR_SCALE) -> None:
     """Scale the gradient of the stem's previous-mask filters (the 7th input channel) by ``scale``."""
-    stem = model.encoder._conv_stem if hasattr(model, "encoder") else model.stem[0]
+    stem = model.stem_conv
     factor = torch.ones(1, stem.weight.shape[1], 1, 1)
     factor[:, PREV_MASK_CHANNELS - 1] = scale
     stem.weight.register_hook(lambda grad: grad * factor.to(grad.device))
@@ -104,7 +104,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     sampler = DistributedSampler(ds, shuffle=True, seed=seed) if distributed else None
     loader = _loader(ds, batch_size, sampler, workers, seed)
 
-    channels = PREV_MASK_CHANNELS if prev_mask else 6
+    channels = PREV_MASK_CHANNELS if prev_mask else IN_CHANNELS
     model = load_model(init, device="cpu").train() if init else build_network(arch, pretrained=True, in_channels=channels)
     if prev_mask:  # trained 6-channel weights gain the input with zero filters: training starts from their output
         model = add_prev_mask_input(model).train()
@@ -123,8 +123,8 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     start_epoch, step = 0, 0
     if resume:
         ck = torch.load(resume, map_location="cpu", weights_only=True)
-        if ck.get("in_channels", 6) != model.in_channels:
-            had = "with" if ck.get("in_channels", 6) == PREV_MASK_CHANNELS else "without"
+        if ck.get("in_channels", IN_CHANNELS) != model.in_channels:
+            had = "with" if ck.get("in_channels", IN_CHANNELS) == PREV_MASK_CHANNELS else "without"
             raise ValueError(f"{resume} was trained {had} --prev-mask; resume it the same way")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
