@@ -135,6 +135,17 @@ def test_previous_mask_input_starts_from_the_trained_network_and_round_trips(tmp
     with torch.no_grad():
         assert torch.equal(six(x[:, :6]), seven(x))
     assert seven.in_channels == 7 and six.in_channels == 6
+    # the mask's direct path to the stride-4 decoder learns from the first step, though its weights start at zero
+    seven.train()
+    seven(torch.randn(2, 7, 64, 64)).mean().backward()
+    assert seven.dec4[3].weight.grad[:, -1].abs().sum() > 0
+    with torch.no_grad():
+        seven.dec4[3].weight[:, -1] = 0.5
+    seven.eval()
+    other = x.clone()
+    other[:, 6] = -other[:, 6]
+    with torch.no_grad():
+        assert not torch.allclose(seven(x), seven(other))
     path = save_weights(seven, tmp_path / "seven.pt")
     assert load_model(path).encoder._conv_stem.weight.shape[1] == 7
     six_path = save_weights(six, tmp_path / "six.pt")

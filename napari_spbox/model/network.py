@@ -2,6 +2,7 @@
 
 Optionally a 7th input channel carries the previous click's mask (:data:`PREV_MASK_CHANNELS`; not in the paper,
 the input RITM and its successors give their networks so that a click corrects the mask instead of redrawing it).
+It enters through the stem and, in the Lite networks, also through the last decoder stage.
 
 * ``efficientnet_lite0`` (default, for CPUs): EfficientNet-Lite0 encoder, PSP-lite head on the
   stride-32 features and a shallow decoder with stride-16/8/4 skips. ImageNet weights come from the
@@ -171,7 +172,8 @@ class SPBoxLite(nn.Module):
         self.psp = PSPHead(c32 + 3, 128)
         self.dec16 = _SepConv(128 + c16, 96)
         self.dec8 = _SepConv(96 + c8, 64)
-        self.dec4 = _SepConv(64 + c4 + 3, 48)
+        # the last decoder stage also reads the guidance maps and, with a 7th channel, the previous mask directly
+        self.dec4 = _SepConv(64 + c4 + in_channels - 3, 48)
         self.out = nn.Conv2d(48, 1, 1)
 
     @property
@@ -181,11 +183,10 @@ class SPBoxLite(nn.Module):
 
     def forward(self, x):
         f4, f8, f16, f32 = self.encoder(x)
-        guide = x[:, 3:6]  # S+, S-, G; a previous mask enters through the stem only
-        y = self.psp(torch.cat([f32, _resize(guide, f32)], 1))
+        y = self.psp(torch.cat([f32, _resize(x[:, 3:6], f32)], 1))
         y = self.dec16(torch.cat([_resize(y, f16), f16], 1))
         y = self.dec8(torch.cat([_resize(y, f8), f8], 1))
-        y = self.dec4(torch.cat([_resize(y, f4), f4, _resize(guide, f4)], 1))
+        y = self.dec4(torch.cat([_resize(y, f4), f4, _resize(x[:, 3:], f4)], 1))
         return F.interpolate(self.out(y), x.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -286,8 +287,11 @@ def build_network(arch: str = "efficientnet_lite0", pretrained: bool = False, im
 def add_prev_mask_input(model: nn.Module) -> nn.Module:
     """A copy of a trained 6-channel network that also reads a previous mask, computing exactly what it did.
 
-    The stem's filters for the new channel start at zero, so training starts from the trained network's own
-    output and learns what the previous mask adds. A network that already reads one is returned as it is.
+    The mask enters through the stem and, in the Lite networks, also through the last decoder stage (stride 4),
+    a short path to the output that a fine-tune can learn quickly. Every weight that reads the new channel
+    starts at zero (the decoder's depthwise filter and batch norm for it pass the mask through unchanged), so
+    training starts from the trained network's own output and learns what the previous mask adds. A network
+    that already reads one is returned as it is.
     """
     if model.in_channels == PREV_MASK_CHANNELS:
         return model
@@ -296,7 +300,20 @@ def add_prev_mask_input(model: nn.Module) -> nn.Module:
     out = build_network(model.arch, in_channels=PREV_MASK_CHANNELS)
     state = model.state_dict()
     for key, value in out.state_dict().items():
-        if value.shape != state[key].shape:  # the stem convolution: one more input channel
-            state[key] = torch.cat([state[key], torch.zeros_like(value[:, -1:])], dim=1)
+        if value.shape != state[key].shape:  # one more channel, always the last, along one dimension
+            state[key] = _with_new_channel(key, state[key], value.shape)
     out.load_state_dict(state)
     return out
+
+
+def _with_new_channel(key: str, old: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    dim = next(d for d, (a, b) in enumerate(zip(old.shape, shape)) if a != b)
+    new = torch.zeros(shape, dtype=old.dtype)
+    if key.endswith(("running_var", "weight")) and old.dim() == 1:  # batch norm scale and variance: identity
+        new.fill_(1.0)
+    elif dim == 0 and old.dim() == 4 and old.shape[1] == 1:  # depthwise filter: identity
+        new[..., shape[2] // 2, shape[3] // 2] = 1.0
+    index = [slice(None)] * old.dim()
+    index[dim] = slice(0, old.shape[dim])
+    new[tuple(index)] = old
+    return new
