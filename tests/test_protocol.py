@@ -130,3 +130,20 @@ def test_previous_is_the_state_before_the_last_click_also_after_rescaling():
     assert small.previous().key() == before.rescaled((50, 100)).key()
     assert small.previous().box is not None and small.previous().previous().box is None
     assert s.key() != before.key() and before.key() == s.previous().key()
+
+
+def test_correction_mode_remembers_the_mask_being_corrected():
+    """A network that reads the previous mask must get the mask being corrected before the first click: the
+    session keeps it through undo history and rescaling, and two masks with one box are different starts."""
+    mask = np.zeros((60, 80), bool)
+    mask[10:30, 20:50] = True
+    holed = mask.copy()
+    holed[15:20, 30:40] = False
+    s = Session.from_mask(mask, strict=False)
+    s.add_click(20, 35, False)
+    assert np.array_equal(s.previous().start_mask, mask) and s.previous().clicks == ()
+    small = s.rescaled((30, 40))
+    assert small.start_mask.shape == (30, 40) and small.start_mask.sum() == mask.sum() // 4
+    assert Session.from_mask(holed).key() != Session.from_mask(mask).key()
+    assert Session.from_mask(holed).box == Session.from_mask(mask).box
+    assert Session.from_mask(mask, keep=False).start_mask is None and Session((5, 5)).start_mask is None

@@ -114,15 +114,24 @@ class Session:
         Image shape ``(H, W, ...)``; clicks outside raise :class:`OutsideImageError`.
     strict : bool
         Refuse clicks that break the protocol (:class:`ClickRuleError`). Non-strict accepts them.
+    mask : array_like, optional
+        The mask being corrected (correction mode): what a network that reads the previous mask is given
+        before the first click. Available as :attr:`start_mask`.
     """
 
-    def __init__(self, shape, strict: bool = True, *, box: Box | None = None, start: str = "clicks"):
+    def __init__(self, shape, strict: bool = True, *, box: Box | None = None, start: str = "clicks", mask=None):
         self.shape = tuple(int(s) for s in shape[:2])
         if self.shape[0] < 1 or self.shape[1] < 1:
             raise ProtocolError(f"image has no pixels (shape {tuple(shape)})")
         self.strict = strict
         self.start = start
         self._history = [_State(box=box.clip(self.shape) if box is not None else None)]
+        self._set_start_mask(mask)
+
+    def _set_start_mask(self, mask) -> None:
+        self.start_mask = None if mask is None else np.asarray(mask) != 0
+        # two masks with one bounding box are two different starts: a cache key must tell them apart
+        self._mask_id = None if mask is None else hash(np.packbits(self.start_mask).tobytes())
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -133,10 +142,14 @@ class Session:
         return cls(shape, strict, box=Box.from_corners(corner_a, corner_b), start="box")
 
     @classmethod
-    def from_mask(cls, mask, strict: bool = True) -> "Session":
-        """Correction mode: the box is the mask's bounding box, no clicks yet (S+/S- = 255)."""
+    def from_mask(cls, mask, strict: bool = True, keep: bool = True) -> "Session":
+        """Correction mode: the box is the mask's bounding box, no clicks yet (S+/S- = 255).
+
+        ``keep`` remembers the mask as the one being corrected (:attr:`start_mask`); leave it off for a mask
+        that only stands for its box.
+        """
         mask = np.asarray(mask)
-        return cls(mask.shape, strict, box=Box.from_mask(mask != 0), start="mask")
+        return cls(mask.shape, strict, box=Box.from_mask(mask != 0), start="mask", mask=mask if keep else None)
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -236,12 +249,13 @@ class Session:
             return None
         out = Session(self.shape, strict=self.strict, start=self.start)
         out._history = self._history[:-1]
+        out.start_mask, out._mask_id = self.start_mask, self._mask_id
         return out
 
     def key(self) -> tuple:
-        """What defines this session's current state (a cache key): image shape, start mode, clicks and box."""
+        """What defines this session's current state (a cache key): image shape, start mode and mask, clicks, box."""
         st = self._state
-        return self.shape, self.start, self.strict, st.clicks, st.box, st.n_initial
+        return self.shape, self.start, self._mask_id, self.strict, st.clicks, st.box, st.n_initial
 
     def rescaled(self, shape) -> "Session":
         """This session mapped onto an image of ``shape`` (a resized copy), undo history included.
@@ -265,6 +279,9 @@ class Session:
 
         out = Session(shape, strict=False, start=self.start)
         out._history = [state(st) for st in self._history]
+        if self.start_mask is not None:
+            out._set_start_mask(self.start_mask[np.minimum(self.shape[0] - 1, (np.arange(h) / fy).astype(int))][
+                :, np.minimum(self.shape[1] - 1, (np.arange(w) / fx).astype(int))])
         return out
 
 

@@ -157,12 +157,15 @@ class SPBoxPredictor(Predictor):
     def previous_mask(self, session: Session) -> np.ndarray:
         """The mask this predictor gives the session's state before its last click (at the working resolution).
 
-        Empty before the first click. Taken from the cache, else predicted (recursively) and cached; under the
-        strict protocol clipped to that state's box, as the user saw it.
+        Empty before the first click, or in correction mode the mask being corrected. Taken from the cache, else
+        predicted (recursively) and cached; under the strict protocol clipped to that state's box, as the user
+        saw it.
         """
         before = session.previous()
         if before is None or (not before.positives and before.box is None):
             return np.zeros(self.shape, dtype=np.float32)
+        if not before.clicks and before.start_mask is not None:  # correction mode: the mask being corrected
+            return before.start_mask.astype(np.float32)
         if before.key() not in self._masks:
             self._predict(before, _quiet)
         self._masks.move_to_end(before.key())

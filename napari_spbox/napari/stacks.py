@@ -128,7 +128,7 @@ def next_session(mask, margin: float = BOX_MARGIN, seed: bool = False) -> Sessio
     rect = np.zeros_like(mask)
     top, bottom = max(0, rows[0] - grow_r), min(h, rows[-1] + grow_r + 1)
     rect[top:bottom, max(0, cols[0] - grow_c) : min(w, cols[-1] + grow_c + 1)] = True
-    session = Session.from_mask(rect, strict=False)
+    session = Session.from_mask(rect, strict=False, keep=False)  # the rectangle is a box, not a mask
     if seed:
         r, c = np.unravel_index(np.argmax(ndimage.distance_transform_edt(mask)), mask.shape)
         session.add_click(int(r), int(c), True)
