@@ -307,6 +307,7 @@ def add_prev_mask_input(model: nn.Module) -> nn.Module:
 
 
 def _with_new_channel(key: str, old: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``old`` (state-dict entry ``key``) grown to ``shape`` by one channel that leaves the output unchanged."""
     dim = next(d for d, (a, b) in enumerate(zip(old.shape, shape)) if a != b)
     new = torch.zeros(shape, dtype=old.dtype)
     if key.endswith(("running_var", "weight")) and old.dim() == 1:  # batch norm scale and variance: identity
