@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--keep-epochs", action="store_true", help="also keep each epoch's weights as weights_e<N>.pt")
     t.add_argument("--prev-mask", action="store_true",
                    help="a 7th input channel, the mask before the newest click (RITM; not in the paper); from 6-channel "
-                        "--init weights the new channel starts at zero. Use with --iterative, which fills it")
+                        "--init weights the new channel starts at zero; implied by --init weights that read one (the shipped "
+                        "ones). Use with --iterative, which fills it")
     t.add_argument("--freeze-bn", action="store_true",
                    help="keep BatchNorm statistics and affine parameters fixed (fine-tuning at small batches)")
     t.add_argument("--val-pipeline", action="store_true",

@@ -77,7 +77,7 @@ def plot_miou(path, summaries: list) -> Path:
         m = s["miou_per_click"]
         raw = (", raw network" if s.get("click_consistency") is False
                else ", no edge refinement" if s.get("refine") is False else "")
-        label = f"{s.get('method', '?')} ({s.get('protocol', 'standard')}{raw}) NoC@90={s['noc@90']:.2f}"
+        label = f"{s.get('label') or s.get('method', '?')} ({s.get('protocol', 'standard')}{raw}) NoC@90={s['noc@90']:.2f}"
         ax.plot(range(1, len(m) + 1), m, marker="o", ms=3, label=label)
     ax.set_xlabel("clicks")
     ax.set_ylabel("mIoU")

@@ -178,7 +178,7 @@ def test_predictor_feeds_the_mask_before_the_last_click_and_replays_unseen_state
     img, mask = disk_image
     path = _prev_mask_weights(tmp_path)
     follow, fresh = SPBoxPredictor(path, backend="torch"), SPBoxPredictor(path, backend="torch")
-    assert follow.reads_prev_mask and not SPBoxPredictor(backend="torch").reads_prev_mask
+    assert follow.reads_prev_mask
     for p in (follow, fresh):
         p.set_image(img)
     s = Session(mask.shape, strict=False)
@@ -230,14 +230,14 @@ def test_shipped_weights_beat_untrained_network_on_grabcut():
     trained = SPBoxPredictor()
     torch.manual_seed(0)
     untrained = SPBoxPredictor(model=build_network(pretrained=True).eval())
-    after3 = {"trained": [], "untrained": []}
-    for item in read_grabcut(root)[:2]:
+    after5 = {"trained": [], "untrained": []}
+    for item in read_grabcut(root)[:6]:  # six objects: one object's IoU at a given click swings between weights
         image, gt, ignore = item.load()
-        after3["trained"].append(run_object(trained, image, gt, ignore, max_clicks=3)["ious"][-1])
-        after3["untrained"].append(run_object(untrained, image, gt, ignore, max_clicks=3)["ious"][-1])
-    # measured with the shipped weights: 0.59 and 0.81 trained, 0.10 and 0.22 untrained
-    assert np.mean(after3["trained"]) > 0.6
-    assert np.mean(after3["trained"]) > np.mean(after3["untrained"]) + 0.3
+        after5["trained"].append(run_object(trained, image, gt, ignore, max_clicks=5)["ious"][-1])
+        after5["untrained"].append(run_object(untrained, image, gt, ignore, max_clicks=5)["ious"][-1])
+    # measured (mean IoU after 5 clicks): stop-26 weights 0.87, stop-12 weights 0.80, untrained 0.40
+    assert np.mean(after5["trained"]) > 0.75
+    assert np.mean(after5["trained"]) > np.mean(after5["untrained"]) + 0.3
 
 
 def _coffee_session():
@@ -314,6 +314,7 @@ def test_every_click_changes_the_mask_where_it_was_made(disk_image):
     before = p.predict(s).mask
     s.add_click(90, 110, False)  # negative inside the disk
     s.add_click(10, 10, True)  # positive far outside it
+    raw.previous_mask = p.previous_mask  # weights that read the previous mask: both get the same one
     after, unforced = p.predict(s).mask, raw.predict(s).mask
     sp = p.superpixels
     neg_sp, pos_sp = sp.labels == sp.labels[90, 110], sp.labels == sp.labels[10, 10]

@@ -96,6 +96,8 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
         raise ValueError(f"{out_dir} holds another training run (last.pt); resume it with --resume "
                          f"{out_dir / 'last.pt'} or give another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if init and not prev_mask and load_model(init, device="cpu").in_channels == PREV_MASK_CHANNELS:
+        prev_mask = True  # weights that read a previous mask (the shipped ones since stop 26) go on reading it
 
     train_items, val_items = held_apart(data, min_area)
     cache = SuperpixelCache(cache_dir or out_dir / "superpixels")
@@ -109,8 +111,6 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     if prev_mask:  # trained 6-channel weights gain the input with zero filters: training starts from their output
         model = add_prev_mask_input(model).train()
         _speed_up_prev_mask_filters(model)
-    elif model.in_channels != channels:
-        raise ValueError(f"{init} reads a previous mask: train it with --prev-mask")
     model = model.to(device)
     if freeze_bn:
         for m in _batch_norms(model):
