@@ -13,7 +13,8 @@ img = data.coffee()
 clicks = [(200, 300, True), (120, 200, False), (250, 350, True), (300, 420, False), (180, 260, True), (330, 250, False),
           (150, 330, True), (260, 210, False), (220, 400, True), (140, 380, False)]
 res = {}
-for label, w in [("shipped (6 channels)", None), ("prev-mask (7 channels)", sys.argv[1] if len(sys.argv) > 1 else "runs/s25/prevmask10/weights_e8.pt")]:
+for label, w in [("default weights (6 channels until stop 26, 7 since)", None),
+                 ("WEIGHTS", sys.argv[1] if len(sys.argv) > 1 else "runs/s25/prevmask10/weights_e8.pt")]:
     follow, times = SPBoxPredictor(w), []
     follow.set_image(img); follow.warm_up()
     s = Session(img.shape, strict=False)
