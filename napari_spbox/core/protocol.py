@@ -279,9 +279,10 @@ class Session:
 
         out = Session(shape, strict=False, start=self.start)
         out._history = [state(st) for st in self._history]
-        if self.start_mask is not None:
-            out._set_start_mask(self.start_mask[np.minimum(self.shape[0] - 1, (np.arange(h) / fy).astype(int))][
-                :, np.minimum(self.shape[1] - 1, (np.arange(w) / fx).astype(int))])
+        if self.start_mask is not None:  # nearest source pixel of each working pixel
+            rows = np.minimum(self.shape[0] - 1, (np.arange(h) / fy).astype(int))
+            cols = np.minimum(self.shape[1] - 1, (np.arange(w) / fx).astype(int))
+            out._set_start_mask(self.start_mask[np.ix_(rows, cols)])
         return out
 
 

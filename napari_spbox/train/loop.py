@@ -96,8 +96,9 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
         raise ValueError(f"{out_dir} holds another training run (last.pt); resume it with --resume "
                          f"{out_dir / 'last.pt'} or give another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if init and not prev_mask and load_model(init, device="cpu").in_channels == PREV_MASK_CHANNELS:
-        prev_mask = True  # weights that read a previous mask (the shipped ones since stop 26) go on reading it
+    model = load_model(init, device="cpu").train() if init else None
+    # weights that read a previous mask (the shipped ones since stop 26) go on reading it
+    prev_mask = prev_mask or (model is not None and model.in_channels == PREV_MASK_CHANNELS)
 
     train_items, val_items = held_apart(data, min_area)
     cache = SuperpixelCache(cache_dir or out_dir / "superpixels")
@@ -107,7 +108,8 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     loader = _loader(ds, batch_size, sampler, workers, seed)
 
     channels = PREV_MASK_CHANNELS if prev_mask else IN_CHANNELS
-    model = load_model(init, device="cpu").train() if init else build_network(arch, pretrained=True, in_channels=channels)
+    if model is None:
+        model = build_network(arch, pretrained=True, in_channels=channels)
     if prev_mask:  # trained 6-channel weights gain the input with zero filters: training starts from their output
         model = add_prev_mask_input(model).train()
         _speed_up_prev_mask_filters(model)
