@@ -196,7 +196,6 @@ def test_predictor_feeds_the_mask_before_the_last_click_and_replays_unseen_state
     assert not np.array_equal(follow.predict(s).prob, fresh.predict(s).prob)
 
 
-
 def test_correction_mode_gives_the_network_the_mask_being_corrected(tmp_path, disk_image):
     """Correcting an existing mask: before the first click the previous mask is that mask, not one the
     network would draw from the box, and it changes what the first click gives; a propagated slice's box
@@ -217,6 +216,7 @@ def test_correction_mode_gives_the_network_the_mask_being_corrected(tmp_path, di
     assert np.array_equal(pred.previous_mask(box_only), pred.predict(box_only.previous()).mask.astype(np.float32))
     assert not np.array_equal(pred.predict(kept).prob, pred.predict(box_only).prob)
     assert next_session(disk).start_mask is None
+
 
 def test_shipped_weights_beat_untrained_network_on_grabcut():
     from pathlib import Path
