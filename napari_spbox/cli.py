@@ -206,7 +206,7 @@ def cmd_train(args) -> int:
                  p_iterative=args.iterative, max_iterative_clicks=args.iterative_clicks,
                  p_paste=args.copy_paste, p_boxed=args.boxed, freeze_bn=args.freeze_bn,
                  val_pipeline=args.val_pipeline, p_union=args.union, keep_epochs=args.keep_epochs,
-                 prev_mask=args.prev_mask)
+                 prev_mask=args.prev_mask, iterative_decay=args.iterative_decay)
     write_log_json(args.out)
     out = Path(args.out)
     best = f"; lowest validation NoC@90: {out / 'best.pt'}" if (out / "best.pt").is_file() else ""
@@ -305,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iterative", type=float, default=0.0,
                    help="probability per batch of adding robot clicks on the model's own errors (RITM)")
     t.add_argument("--iterative-clicks", type=int, default=2,
-                   help="at most this many such clicks per batch (1..N, drawn uniformly)")
+                   help="at most this many such clicks per batch (1..N, drawn uniformly unless --iterative-decay)")
+    t.add_argument("--iterative-decay", type=float, default=1.0,
+                   help="each further error-click count is this many times as likely as the one before (1: uniform; "
+                        "0.8 with --iterative-clicks 10 keeps 55 %% of them at 3 or fewer)")
     t.add_argument("--copy-paste", type=float, default=0.0,
                    help="probability per sample of pasting its object onto another training image's background")
     t.add_argument("--boxed", type=float, default=0.0,

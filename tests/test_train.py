@@ -405,10 +405,11 @@ def test_previous_mask_training_feeds_the_networks_own_mask_and_resumes_only_as_
     init = save_weights(build_network(pretrained=False), tmp_path / "init.pt")
     out = tmp_path / "run"
     ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, init=init,
-                 p_iterative=1.0, prev_mask=True, lr=0.05)
+                 p_iterative=1.0, prev_mask=True, lr=0.05, max_iterative_clicks=3, iterative_decay=0.5)
     trained = load_model(out / "weights.pt")
     assert trained.in_channels == 7 and trained.encoder._conv_stem.weight[:, 6].abs().sum() > 0
-    assert json.loads((out / "weights.json").read_text())["recipe"]["prev_mask"] is True
+    recipe = json.loads((out / "weights.json").read_text())["recipe"]
+    assert recipe["prev_mask"] is True and recipe["iterative_decay"] == 0.5
     with pytest.raises(ValueError, match="trained with --prev-mask"):
         train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt)
 
@@ -429,3 +430,21 @@ def test_previous_mask_filters_learn_faster_than_the_rest():
     g, h = plain.encoder._conv_stem.weight.grad, fast.encoder._conv_stem.weight.grad
     assert g[:, 6].abs().sum() > 0
     assert torch.allclose(h[:, 6], g[:, 6] * PREV_MASK_LR_SCALE) and torch.equal(h[:, :6], g[:, :6])
+
+
+def test_error_click_counts_decay_as_asked_and_uniform_stays_as_before():
+    """``--iterative-decay q``: each further count q times as likely; 1 repeats the old uniform draws exactly."""
+    from napari_spbox.train.loop import error_click_rounds
+
+    old, new = np.random.default_rng(3), np.random.default_rng(3)
+    assert [int(old.integers(1, 11)) for _ in range(50)] == [error_click_rounds(new, 10) for _ in range(50)]
+
+    rng = np.random.default_rng(0)
+    draws = np.array([error_click_rounds(rng, 10, 0.8) for _ in range(20000)])
+    assert draws.min() == 1 and draws.max() == 10
+    freq = np.bincount(draws, minlength=11)[1:] / len(draws)
+    expected = 0.8 ** np.arange(10) / (0.8 ** np.arange(10)).sum()
+    assert np.abs(freq - expected).max() < 0.01
+    assert abs((draws <= 3).mean() - 0.547) < 0.015  # the share of early corrections the option is for
+    with pytest.raises(ValueError, match="iterative decay"):
+        error_click_rounds(rng, 10, 0.0)
