@@ -66,7 +66,7 @@ def cmd_evaluate(args) -> int:
     imply_box = not (args.raw_network or args.no_implied_box)
     kw = ({"weights": args.weights, "device": args.device, "variant": args.variant,
            "click_consistency": not args.raw_network, "refine": refine, "imply_box": imply_box,
-           "precise_edges": args.precise_edges}
+           "precise_edges": args.precise_edges, "flip": args.flip}
           if args.method == "spbox" else {})
     build = functools.partial(make_predictor, args.method, n_segments=args.superpixels, **kw)
     predictor = build()  # bad weights fail here, once
@@ -84,6 +84,7 @@ def cmd_evaluate(args) -> int:
         summary["refine"] = refine
         summary["precise_edges"] = args.precise_edges and refine
         summary["implied_box"] = imply_box
+        summary["flip"] = args.flip
     if args.jobs > 1:
         summary["jobs"] = args.jobs  # the latencies were measured with this many processes sharing the CPU
     if args.start_from_mask:
@@ -175,7 +176,8 @@ def cmd_validate(args) -> int:
     for w in tqdm(args.weights, desc="weights validated", unit="file"):  # minutes each on a CPU
         per_object = []
         r = validate(load_model(w), val, 10 if args.raw else 20, weights_variant(w), "cpu", progress=False,
-                     pipeline=not args.raw, jobs=args.jobs, size=weights_input_size(w), per_object=per_object)
+                     pipeline=not args.raw, jobs=args.jobs, size=weights_input_size(w), per_object=per_object,
+                     flip=args.flip)
         results.append({"weights": w, "objects": len(val), **r})
         if args.csv_dir:  # one file per weights, named after its path: runs/a/e8.pt -> runs_a_e8.csv
             name = "_".join(Path(w).with_suffix("").parts).lstrip("._") + ".csv"
@@ -249,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spbox: the network's output as is (one pass, no click consistency, no edge refinement)")
     e.add_argument("--no-refine", action="store_true", help="spbox: without edge refinement (click consistency kept)")
     e.add_argument("--precise-edges", action="store_true", help="spbox: refine at full size, 3 GrabCut iterations (slower clicks)")
+    e.add_argument("--flip", action="store_true",
+                   help="spbox: average each network pass with its pass on the mirrored input (test-time augmentation)")
     e.add_argument("--no-implied-box", action="store_true",
                    help="spbox: before the box is set, one network pass on the whole image (no implied box)")
     e.add_argument("--jobs", type=int, default=1,
@@ -337,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--raw", action="store_true", help="the raw network, 10 clicks (train's default check) "
                    "instead of the default pipeline, 20 clicks (--val-pipeline)")
     v.add_argument("--jobs", type=int, default=1, help="spread the objects over N one-thread processes")
+    v.add_argument("--flip", action="store_true", help="with the mirrored test-time augmentation (evaluate --flip)")
     v.add_argument("--json", default=None)
     v.add_argument("--csv-dir", default=None, help="also write each weights file's per-object results there "
                    "(spbox evaluate's CSV), so spbox compare can pair two of them")

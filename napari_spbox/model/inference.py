@@ -103,6 +103,9 @@ class SPBoxPredictor(Predictor):
         Refine at the window's full size with three GrabCut iterations
         (:data:`~napari_spbox.core.predictor.PRECISE_REFINE`) instead of one on a copy of at most 320 px:
         slower clicks, outlines placed at full resolution.
+    flip : bool
+        Average the network's logits with those of its pass on the mirrored input (test-time augmentation, as
+        RITM's predictor does): a second network pass per pass, the output symmetric under mirroring.
 
     Weights with a previous-mask input (``spbox train --prev-mask``) also read the mask of the session before
     its last click. The predictor keeps the last :data:`PREV_CACHE` masks per image, so a click or an undo costs
@@ -116,7 +119,7 @@ class SPBoxPredictor(Predictor):
 
     def __init__(self, weights=None, device: str = "cpu", variant: str | None = None, size: int | None = None, model=None,
                  backend: str = "auto", click_consistency: bool = True, refine: bool = True, imply_box: bool = True,
-                 precise_edges: bool = False, **kw):
+                 precise_edges: bool = False, flip: bool = False, **kw):
         super().__init__(**kw)
         self.device = torch.device(device)
         self.variant = (variant or "spbox") if model is not None else weights_variant(weights, variant)
@@ -125,6 +128,7 @@ class SPBoxPredictor(Predictor):
         self.refine = refine
         self.imply_box = imply_box
         self.precise_edges = precise_edges
+        self.flip = flip
         if model is not None:
             self.model = model
             self.runner = make_runner(model, self.device, "torch")
@@ -141,8 +145,13 @@ class SPBoxPredictor(Predictor):
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(size, size)`` for one network input ``(6, size, size)``."""
-        return self.runner(x[None])[0, 0].float()
+        """Logits ``(size, size)`` for one network input ``(6, size, size)`` (averaged with the mirrored
+        pass's with ``flip``)."""
+        logits = self.runner(x[None])[0, 0].float()
+        if self.flip:
+            mirrored = self.runner(x.flip(-1)[None].contiguous())[0, 0].float().flip(-1)
+            logits = (logits + mirrored) / 2
+        return logits
 
     @torch.inference_mode()
     def _predict(self, session: Session, mark) -> np.ndarray:

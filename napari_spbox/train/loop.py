@@ -326,7 +326,7 @@ def _error_click_pool(ds, processes: int):
 
 
 def validate(model, items, max_clicks, variant, device, progress=True, pipeline=False, jobs=1,
-             size=INPUT_SIZE, per_object: list | None = None) -> dict:
+             size=INPUT_SIZE, per_object: list | None = None, flip: bool = False) -> dict:
     """Standard robot user on held-apart training objects: NoC@85/90 and mIoU after 5 clicks.
 
     By default the network's own output is scored (click consistency would hide what training changed).
@@ -337,11 +337,12 @@ def validate(model, items, max_clicks, variant, device, progress=True, pipeline=
     one-thread CPU processes (the pipeline's edge refinement runs on the CPU even when training on a GPU).
     ``size`` is the network's input side, the one it is trained at. A ``per_object`` list receives each object's
     record (name, IoU per click), for paired comparisons between weights (``spbox validate --csv-dir``).
+    ``flip`` scores the predictor's mirrored test-time augmentation (:class:`SPBoxPredictor`).
     """
     was_training = model.training
     model.eval()
     settings = {"variant": variant, "size": size, "click_consistency": pipeline, "refine": pipeline,
-                "imply_box": pipeline}
+                "imply_box": pipeline, "flip": flip}
     with tempfile.TemporaryDirectory() as tmp:
         if jobs > 1:  # each worker builds its own predictor from an fp32 copy: they score this very model
             path = save_weights(model, Path(tmp) / "validating.pt", half=False)
