@@ -52,6 +52,13 @@ def test_evaluate_no_refine_reaches_the_predictor(tiny_dataset, tmp_path, monkey
     assert json.loads(out.read_text())["precise_edges"] is True
     assert seen and all(k == {"iterations": 3, "max_side": None} for k in seen)  # full size, 3 iterations
 
+    passes = []
+    real_forward = inference.SPBoxPredictor.forward
+    monkeypatch.setattr(inference.SPBoxPredictor, "forward", lambda self, x: passes.append(self.flip) or real_forward(self, x))
+    out = tmp_path / "flip.json"
+    assert main(["evaluate", str(tiny_dataset), "--max-clicks", "2", "--json", str(out), "--flip"]) == 0
+    assert json.loads(out.read_text())["flip"] is True and passes and all(passes)
+
 
 def test_segment_grabcut_writes_overlay_and_mask(tiny_dataset, tmp_path):
     overlay, mask_png = tmp_path / "o.png", tmp_path / "m.png"

@@ -379,3 +379,16 @@ def test_a_first_click_takes_the_whole_object_and_not_its_look_alike():
         s.add_click(*click, True)
         mask = p.predict(s).mask
         assert iou(mask, clicked) > 0.95 and not (mask & other).any()
+
+
+def test_flip_averages_the_mirrored_pass_so_a_mirrored_input_gives_the_mirrored_output():
+    """``flip=True`` (test-time augmentation): the logits are symmetric under mirroring; without it they are not."""
+    from napari_spbox.model.inference import SPBoxPredictor
+
+    torch.manual_seed(0)
+    net = build_network(pretrained=False).eval()
+    x = torch.rand(6, 64, 64) * 2 - 1
+    plain, flipped = SPBoxPredictor(model=net), SPBoxPredictor(model=net, flip=True)
+    assert not torch.allclose(plain.forward(x.flip(-1)), plain.forward(x).flip(-1), atol=1e-4)
+    assert torch.allclose(flipped.forward(x.flip(-1)), flipped.forward(x).flip(-1), atol=1e-5)
+    assert torch.allclose(flipped.forward(x), (plain.forward(x) + plain.forward(x.flip(-1)).flip(-1)) / 2, atol=1e-5)
