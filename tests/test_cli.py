@@ -54,7 +54,8 @@ def test_evaluate_no_refine_reaches_the_predictor(tiny_dataset, tmp_path, monkey
 
     passes = []
     real_forward = inference.SPBoxPredictor.forward
-    monkeypatch.setattr(inference.SPBoxPredictor, "forward", lambda self, x: passes.append(self.flip) or real_forward(self, x))
+    monkeypatch.setattr(inference.SPBoxPredictor, "forward",
+                        lambda self, x: passes.append(self.flip) or real_forward(self, x))
     out = tmp_path / "flip.json"
     assert main(["evaluate", str(tiny_dataset), "--max-clicks", "2", "--json", str(out), "--flip"]) == 0
     assert json.loads(out.read_text())["flip"] is True and passes and all(passes)

@@ -143,8 +143,9 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
     # on the card of every epoch, so weights brought back from another machine say how they were made
     recipe = {"init": str(init) if init else "imagenet", "resumed_from": str(resume) if resume else None,
               "epochs_planned": epochs, "lr": lr, "seed": seed, "repeats": repeats, "iterative": p_iterative,
-              "iterative_clicks": max_iterative_clicks, "iterative_decay": iterative_decay, "copy_paste": p_paste, "boxed": p_boxed, "union": p_union,
-              "freeze_bn": freeze_bn, "prev_mask": prev_mask, "device": device.type, "processes": world, "workers": workers}
+              "iterative_clicks": max_iterative_clicks, "iterative_decay": iterative_decay, "copy_paste": p_paste,
+              "boxed": p_boxed, "union": p_union, "freeze_bn": freeze_bn, "prev_mask": prev_mask, "device": device.type,
+              "processes": world, "workers": workers}
     ckpt = out_dir / "last.pt"
     pool = _error_click_pool(ds, workers) if p_iterative and workers > 0 else None
     try:
