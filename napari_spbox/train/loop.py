@@ -76,8 +76,7 @@ def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=
           p_iterative=0.0, max_iterative_clicks=2, p_paste=0.0, p_boxed=0.0, freeze_bn=False, val_pipeline=False,
           p_union=0.0, keep_epochs=False, prev_mask=False, iterative_decay=1.0):
     """Train an SPBox network; returns the path of the last checkpoint. See ``spbox train --help``."""
-    if not 0.0 < iterative_decay <= 1.0:  # before any work, not at the first iterative batch
-        raise ValueError(f"iterative decay must be in (0, 1], got {iterative_decay}")
+    _check_decay(iterative_decay)  # before any work, not at the first iterative batch
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -209,12 +208,16 @@ def error_click_rounds(rng, max_rounds: int, decay: float = 1.0) -> int:
     up to 6), and the validation curve fell there (stop 27); a decay keeps those states common and the long
     tail reachable.
     """
+    _check_decay(decay)
     if decay == 1.0:
         return int(rng.integers(1, max_rounds + 1))  # the old stream: seeded runs before the option repeat
-    if not 0.0 < decay <= 1.0:
-        raise ValueError(f"iterative decay must be in (0, 1], got {decay}")
     p = decay ** np.arange(max_rounds)
     return int(rng.choice(max_rounds, p=p / p.sum())) + 1
+
+
+def _check_decay(decay: float) -> None:
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"iterative decay must be in (0, 1], got {decay}")
 
 
 def _loader(ds, batch_size: int, sampler, workers: int, seed: int) -> DataLoader:
