@@ -59,6 +59,8 @@ def cmd_evaluate(args) -> int:
     from .evaluation.robot import evaluate
     from .report import plot_miou, write_csv
 
+    if args.ignore_band < 0:
+        raise SystemExit(f"spbox evaluate: --ignore-band is a width in pixels, 0 or more; got {args.ignore_band}")
     items = read_dataset(args.path, ignore_value=args.ignore_value)
     if args.limit:
         items = items[: args.limit]
@@ -74,9 +76,12 @@ def cmd_evaluate(args) -> int:
         # each worker builds its own with the same backend; the ONNX graph exported above is reused
         build = functools.partial(build, backend=predictor.backend)
     per_object = evaluate(build if args.jobs > 1 else predictor, items, args.protocol, args.max_clicks,
-                          args.start_from_mask, desc=args.method, jobs=args.jobs)
+                          args.start_from_mask, desc=args.method, jobs=args.jobs,
+                          ignore_band=args.ignore_band)
     summary = summarise(per_object, args.max_clicks)
     summary.update(method=args.method, protocol=args.protocol, dataset=str(args.path), start_from_mask=args.start_from_mask)
+    if args.ignore_band:
+        summary["ignore_band"] = args.ignore_band
     if getattr(predictor, "variant", None):
         summary["variant"] = predictor.variant
     if args.method == "spbox":
@@ -242,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-clicks", type=int, default=20)
     e.add_argument("--ignore-value", type=int, default=None, help="mask value to ignore (img/gt layout)")
     e.add_argument("--start-from-mask", action="store_true", help="correction mode from degraded GT masks")
+    e.add_argument("--ignore-band", type=int, default=0, metavar="W",
+                   help="leave pixels within W px of each object's outline out of the IoU and the clicks (as "
+                        "GrabCut's grey band): what outline errors of W px or less cost")
     e.add_argument("--weights", default=None)
     e.add_argument("--device", default="cpu")
     e.add_argument("--variant", default=None,

@@ -61,6 +61,21 @@ def test_evaluate_no_refine_reaches_the_predictor(tiny_dataset, tmp_path, monkey
     assert json.loads(out.read_text())["flip"] is True and passes and all(passes)
 
 
+def test_evaluate_ignore_band_is_recorded_scores_higher_and_writes_full_rows(tiny_dataset, tmp_path):
+    runs = {}
+    for w in (0, 3):
+        out = tmp_path / f"band{w}.json"
+        assert main(["evaluate", str(tiny_dataset), "--method", "random-walker", "--max-clicks", "4", "--json",
+                     str(out), "--superpixels", "100", "--ignore-band", str(w)]) == 0
+        runs[w] = json.loads(out.read_text())
+        rows = out.with_suffix(".csv").read_text().splitlines()
+        assert all(len(r.split(",")) == 3 + 4 for r in rows)  # objects the robot stopped early are padded
+    assert "ignore_band" not in runs[0] and runs[3]["ignore_band"] == 3
+    assert runs[3]["miou_per_click"][0] > runs[0]["miou_per_click"][0]  # the outline's errors no longer count
+    with pytest.raises(SystemExit, match="--ignore-band"):
+        main(["evaluate", str(tiny_dataset), "--method", "random-walker", "--ignore-band", "-1"])
+
+
 def test_segment_grabcut_writes_overlay_and_mask(tiny_dataset, tmp_path):
     overlay, mask_png = tmp_path / "o.png", tmp_path / "m.png"
     # the disk is centred at x=100, y=80 with radius 40; negative just outside at its lower right

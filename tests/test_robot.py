@@ -1,9 +1,12 @@
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_spbox.core.predictor import Prediction, Predictor
-from napari_spbox.evaluation.metrics import iou, noc, summarise
-from napari_spbox.evaluation.robot import degrade_mask, next_click, paper_first_pair, run_object
+from napari_spbox.evaluation.metrics import iou, noc, outline_band, summarise
+from napari_spbox.evaluation.robot import degrade_mask, evaluate, next_click, paper_first_pair, run_object
 
 
 class Oracle(Predictor):
@@ -133,3 +136,49 @@ def test_strict_session_keeps_the_mask_inside_its_box(scene):
     assert spill.predict(free).mask.all()  # non-strict (standard robot, CVAT): no such promise
     strict.add_click(40, 80, True)  # a positive outside grows the box, and the mask with it
     assert spill.predict(strict).mask[40, 80] and spill.predict(strict).mask.sum() > inside.sum()
+
+
+class Dilated(Predictor):
+    """The ground truth grown by ``grow`` px whatever the clicks: right but for its outline."""
+
+    name = "dilated"
+
+    def __init__(self, gt, grow):
+        super().__init__()
+        self.mask = ndimage.binary_dilation(gt, iterations=grow).astype(np.float32)
+
+    def _predict(self, session, mark):
+        return self.mask
+
+
+@dataclass
+class _Item:
+    name: str
+    image: np.ndarray
+    gt: np.ndarray
+
+    def load(self):
+        return self.image, self.gt, None
+
+
+def test_outline_band_is_a_ring_either_side_of_the_outline(scene):
+    _, gt = scene
+    band = outline_band(gt, 2)
+    outline = gt & ~ndimage.binary_erosion(gt)
+    dist_in, dist_out = (ndimage.distance_transform_cdt(m, metric="taxicab") for m in (gt, ~gt))
+    assert band[outline].all() and not band[dist_in > 2].any() and not band[dist_out > 2].any()
+    assert band[(dist_in > 0) & (dist_in <= 2)].all() and band[(dist_out > 0) & (dist_out <= 2)].all()
+    assert not outline_band(gt, 0).any() and not outline_band(np.zeros_like(gt), 2).any()
+
+
+def test_ignore_band_forgives_outline_errors_up_to_its_width_only(scene):
+    """A mask 2 px too large everywhere: short of 90 % as scored, right with a 2 px band, still wrong with 1 px."""
+    img, gt = scene
+    small = np.zeros_like(gt)
+    small[30:42, 40:52] = True  # 12 x 12: a 2 px rim is a large share of it
+    items = [_Item("sq", img, small)]
+    scores = {w: evaluate(Dilated(small, 2), items, max_clicks=3, progress=False, ignore_band=w)[0]["ious"]
+              for w in (0, 1, 2)}
+    assert max(scores[0]) < 0.9 and max(scores[1]) < 0.9
+    assert scores[2][0] == 1.0 and len(scores[2]) == 1  # nothing left to click: the robot stops
+    assert noc(scores[0], 0.9, 3) == 3 and noc(scores[2], 0.9, 3) == 1

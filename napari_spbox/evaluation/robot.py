@@ -11,7 +11,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from ..core.protocol import Box, Session
-from .metrics import iou
+from .metrics import iou, outline_band
 
 
 def _farthest(region: np.ndarray):
@@ -129,7 +129,7 @@ def run_object(predictor, image, gt, ignore=None, protocol: str = "standard", ma
 
 
 def evaluate(predictor, items, protocol: str = "standard", max_clicks: int = 20, start_from_mask: bool = False,
-             seed: int = 0, progress: bool = True, desc: str = "evaluate", jobs: int = 1) -> list:
+             seed: int = 0, progress: bool = True, desc: str = "evaluate", jobs: int = 1, ignore_band: int = 0) -> list:
     """Run the robot user over dataset items; returns one result dict per object (name included), in order.
 
     ``predictor`` is a predictor, or a picklable function that builds one (e.g. a ``functools.partial`` of
@@ -137,9 +137,10 @@ def evaluate(predictor, items, protocol: str = "standard", max_clicks: int = 20,
     ``jobs`` worker processes builds its own and runs one thread, and every object gives the same result as
     in one process (each object's clicks depend on that object alone). Latencies then share the CPU. The
     workers are spawned, so they import the calling script: guard its top level with ``if __name__ ==
-    "__main__":`` as multiprocessing requires (the ``spbox`` commands are).
+    "__main__":`` as multiprocessing requires (the ``spbox`` commands are). ``ignore_band`` > 0 leaves the pixels
+    within that many px of each object's outline out of the IoU and the clicks (:func:`~.metrics.outline_band`).
     """
-    args = [(k, item, protocol, max_clicks, start_from_mask, seed) for k, item in enumerate(items)]
+    args = [(k, item, protocol, max_clicks, start_from_mask, seed, ignore_band) for k, item in enumerate(items)]
     if jobs <= 1:
         one = predictor if hasattr(predictor, "predict") else predictor()
         done = (_run_item(one, *a) for a in args)
@@ -154,10 +155,14 @@ def evaluate(predictor, items, protocol: str = "standard", max_clicks: int = 20,
         return [r for r in tqdm(done, desc=desc, total=len(args), disable=not progress) if r is not None]
 
 
-def _run_item(predictor, k, item, protocol, max_clicks, start_from_mask, seed):
+def _run_item(predictor, k, item, protocol, max_clicks, start_from_mask, seed, ignore_band=0):
     image, gt, ignore = item.load()
     if not gt.any():
         return None
+    if ignore_band > 0:
+        band = outline_band(gt, ignore_band)
+        ignore = band if ignore is None else ignore | band
+        gt = gt & ~band
     start = degrade_mask(gt, np.random.default_rng([seed, k])) if start_from_mask else None
     res = run_object(predictor, image, gt, ignore, protocol, max_clicks, start)
     res["name"] = item.name
