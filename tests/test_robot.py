@@ -169,6 +169,9 @@ def test_outline_band_is_a_ring_either_side_of_the_outline(scene):
     assert band[outline].all() and not band[dist_in > 2].any() and not band[dist_out > 2].any()
     assert band[(dist_in > 0) & (dist_in <= 2)].all() and band[(dist_out > 0) & (dist_out <= 2)].all()
     assert not outline_band(gt, 0).any() and not outline_band(np.zeros_like(gt), 2).any()
+    corner = np.zeros_like(gt)
+    corner[:10, :10] = True  # the image's edge is no outline: no band along it
+    assert not outline_band(corner, 2)[0, :8].any() and outline_band(corner, 2)[0, 8:12].all()
 
 
 def test_ignore_band_forgives_outline_errors_up_to_its_width_only(scene):

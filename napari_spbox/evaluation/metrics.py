@@ -21,7 +21,8 @@ def outline_band(gt: np.ndarray, width: int) -> np.ndarray:
     Left out of the IoU and of the robot's clicks (``spbox evaluate --ignore-band``), as GrabCut's ground truth
     leaves out its grey band: what is left measures the object-level decisions, and the drop against the full
     score is what outline errors of ``width`` px or less cost. Parts of the object thinner than about
-    ``2 * width`` px fall entirely into the band. ``width`` 0 gives an empty band.
+    ``2 * width`` px fall entirely into the band. Where the object meets the image's edge there is no outline, so
+    no band. ``width`` 0 gives an empty band.
     """
     from scipy import ndimage
 
