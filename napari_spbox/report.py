@@ -45,10 +45,10 @@ def save_overlay(path, image: np.ndarray, mask: np.ndarray, session=None, title:
 def write_csv(path, per_object: list, max_clicks: int = 20) -> Path:
     """One row per object: name, NoC@85, NoC@90, then IoU after each click.
 
-    An object the robot stopped early (no error left to click) keeps its last IoU for the remaining clicks,
-    as in :func:`~napari_spbox.evaluation.metrics.summarise`, so every row is complete.
+    Every row is complete: an object the robot stopped early keeps its last IoU for the remaining clicks
+    (:func:`~napari_spbox.evaluation.metrics.padded_ious`, as :func:`~napari_spbox.evaluation.metrics.summarise`).
     """
-    from .evaluation.metrics import noc
+    from .evaluation.metrics import noc, padded_ious
 
     path = Path(path)
     with path.open("w", newline="") as f:
@@ -56,13 +56,8 @@ def write_csv(path, per_object: list, max_clicks: int = 20) -> Path:
         w.writerow(["name", "noc@85", "noc@90"] + [f"iou_{k + 1}" for k in range(max_clicks)])
         for o in per_object:
             w.writerow([o.get("name", ""), noc(o["ious"], 0.85, max_clicks), noc(o["ious"], 0.90, max_clicks)]
-                       + [f"{v:.4f}" for v in _padded(o["ious"], max_clicks)])
+                       + [f"{v:.4f}" for v in padded_ious(o["ious"], max_clicks)])
     return path
-
-
-def _padded(ious, max_clicks: int) -> list:
-    ious = list(ious[:max_clicks])
-    return ious + ious[-1:] * (max_clicks - len(ious))
 
 
 def read_csv_column(path, column: str) -> tuple[list, np.ndarray]:

@@ -40,6 +40,13 @@ def noc(ious, threshold: float, max_clicks: int = 20) -> int:
     return max_clicks
 
 
+def padded_ious(ious, max_clicks: int) -> list:
+    """IoU after each of ``max_clicks`` clicks: an object the robot stopped early (no error left to click) keeps
+    its last IoU for the remaining clicks."""
+    ious = list(ious[:max_clicks])
+    return ious + ious[-1:] * (max_clicks - len(ious))
+
+
 def summarise(per_object: list, max_clicks: int = 20) -> dict:
     """NoC@85/90, NoF@85/90, mIoU per click and latency over ``[{'ious': [...], 'latency_ms': [...]}]``."""
     ious = [o["ious"] for o in per_object]
@@ -49,8 +56,7 @@ def summarise(per_object: list, max_clicks: int = 20) -> dict:
         nocs = [noc(i, t / 100, max_clicks) for i in ious]
         out[f"noc@{t}"] = float(np.mean(nocs)) if nocs else float("nan")
         out[f"nof@{t}"] = int(sum(1 for i in ious if max(i[:max_clicks], default=0) < t / 100))
-    # An object that stopped early keeps its last IoU for the remaining clicks.
-    padded = np.array([list(i) + [i[-1]] * (max_clicks - len(i)) for i in ious]) if ious else np.zeros((0, max_clicks))
+    padded = np.array([padded_ious(i, max_clicks) for i in ious]) if ious else np.zeros((0, max_clicks))
     out["miou_per_click"] = [float(v) for v in padded.mean(axis=0)] if len(padded) else []
     out["latency_ms"] = {
         "median": float(np.median(lat)) if lat.size else float("nan"),
