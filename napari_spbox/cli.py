@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an SPBox network on simulated clicks")
     t.add_argument("--data", nargs="+", required=True, help="dataset paths (img/+gt/ folders, COCO JSON)")
     t.add_argument("--out", required=True)
-    t.add_argument("--arch", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite2", "resnet101"])
+    t.add_argument("--arch", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite2", "resnet101", "espnetv2"])
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--lr", type=float, default=None)

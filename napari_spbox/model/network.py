@@ -261,12 +261,14 @@ class Ensemble(nn.Module):
 
 
 ARCHITECTURES = {"efficientnet_lite0": SPBoxLite, "efficientnet_lite2": SPBoxLite, "resnet101": SPBoxResNet101,
-                 "ensemble": Ensemble}
+                 "espnetv2": "SPBoxESPNet", "ensemble": Ensemble}
 
 
 def build_network(arch: str = "efficientnet_lite0", pretrained: bool = False, imagenet_checkpoint: str | None = None,
                   members: list[str] | None = None, in_channels: int = IN_CHANNELS) -> nn.Module:
-    """Network by architecture name; ``pretrained`` loads ImageNet weights from local files only.
+    """Network by architecture name; ``pretrained`` loads ImageNet weights from local files only
+    (``espnetv2``: the authors' ImageNet -> VOC segmentation weights, ``imagenet_checkpoint`` or found by
+    :func:`~napari_spbox.model.espnetv2.voc_weights_file`).
 
     ``ensemble`` needs ``members``, the architecture names of its networks (built untrained). ``in_channels``
     :data:`PREV_MASK_CHANNELS` adds the previous-mask input.
@@ -277,6 +279,16 @@ def build_network(arch: str = "efficientnet_lite0", pretrained: bool = False, im
         return SPBoxLite(pretrained=pretrained, arch=arch, in_channels=in_channels)
     if arch == "resnet101":
         return SPBoxResNet101(imagenet_checkpoint=imagenet_checkpoint, in_channels=in_channels)
+    if arch == "espnetv2":
+        from .espnetv2 import SPBoxESPNet, voc_weights_file
+
+        voc = None
+        if pretrained:
+            voc = imagenet_checkpoint or voc_weights_file()
+            if voc is None:
+                raise ValueError("espnetv2 starts from the authors' VOC weights: set SPBOX_ESPNET_VOC to the folder "
+                                 "holding espnetv2_s_2.0_pascal_384x384.pth (shared/pretrained/espnetv2-voc)")
+        return SPBoxESPNet(in_channels, 2.0, voc)
     if arch == "ensemble":
         if not members or "ensemble" in members:
             raise ValueError(f"an ensemble needs the architectures of two or more networks, not {members!r}")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -29,7 +30,8 @@ from ..evaluation.robot import evaluate
 from ..model.inference import SPBoxPredictor
 from ..model.network import IN_CHANNELS, PREV_MASK_CHANNELS, add_prev_mask_input, build_network
 from ..model.weights import INPUT_SIZE, load_model, save_weights
-from .data import MIN_AREA, ClickSampleDataset, SuperpixelCache, split_items, training_items
+from .data import (MIN_AREA, ClickSampleDataset, SuperpixelCache, cap_per_image, min_area_of, split_items,
+                   training_items)
 
 
 #: The previous-mask input's stem filters learn this many times faster than the rest of the network. They start at
@@ -56,18 +58,29 @@ def normalized_focal_loss(logits, target, gamma: float = 2.0):
 
 
 def _filter_area(items, min_area):
-    keep = []
+    """Objects of at least their area floor (:func:`min_area_of`); an instance-id mask is read once."""
+    keep, areas = [], {}
     for it in tqdm(items, desc="checking object sizes", leave=False):
-        if it.polygons or it.mask_path is not None:
-            _, mask, _ = it.load()
-            if mask.sum() >= min_area:
-                keep.append(it)
+        if it.object_value is not None:
+            if it.mask_path not in areas:
+                areas = {it.mask_path: np.bincount(np.asarray(Image.open(it.mask_path)).ravel())}
+            counts = areas[it.mask_path]
+            area = int(counts[it.object_value]) if it.object_value < len(counts) else 0
+        elif it.polygons or it.mask_path is not None:
+            area = int(it.load()[1].sum())
+        else:
+            continue
+        if area >= min_area_of(it, min_area):
+            keep.append(it)
     return keep
 
 
 def held_apart(data, min_area=MIN_AREA):
-    """``(training objects, held-apart validation objects)`` of the dataset paths, as ``spbox train`` splits them."""
-    return split_items(_filter_area(training_items(data), min_area))
+    """``(training objects, held-apart validation objects)`` of the dataset paths, as ``spbox train`` splits them.
+
+    Objects of instance-id masks are capped per image (:func:`cap_per_image`) after the area check.
+    """
+    return split_items(cap_per_image(_filter_area(training_items(data), min_area)))
 
 
 def train(data, out_dir, arch="efficientnet_lite0", epochs=10, batch_size=8, lr=None, size=INPUT_SIZE,
