@@ -12,15 +12,32 @@ from pathlib import Path
 import numpy as np
 
 
+_POSITIVE = ("+", "pos", "p", "1", "positive")
+_NEGATIVE = ("-", "neg", "n", "0", "negative")
+
+
 def _click(text: str):
-    """Parse ``x,y`` (positive) or ``x,y,-`` / ``x,y,neg`` (negative) into (row, col, positive)."""
-    parts = text.split(",")
+    """Parse ``x,y`` (positive), ``x,y,pos`` or ``x,y,neg`` into (row, col, positive).
+
+    Anything else is refused, so that a typo never flips a click's sign.
+    """
+    parts = [p.strip() for p in text.split(",")]
     try:
+        if len(parts) not in (2, 3):
+            raise ValueError
         x, y = float(parts[0]), float(parts[1])
-    except (IndexError, ValueError):
-        raise argparse.ArgumentTypeError(f"a click is x,y or x,y,neg; got {text!r}") from None
-    positive = not (len(parts) > 2 and parts[2].strip().lower() in ("-", "neg", "n", "0", "negative"))
-    return (y, x, positive)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a click is x,y or x,y,pos or x,y,neg; got {text!r}") from None
+    sign = parts[2].lower() if len(parts) == 3 else "pos"
+    if sign not in _POSITIVE + _NEGATIVE:
+        raise argparse.ArgumentTypeError(f"the third part of a click is pos or neg (or + / -); got {text!r}")
+    return (y, x, sign in _POSITIVE)
+
+
+def _writable(path: str | None, option: str) -> None:
+    """Refuse an output path whose folder does not exist (a typo must not create folders)."""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise FileNotFoundError(f"{option} {path}: folder {Path(path).parent} does not exist")
 
 
 def cmd_segment(args) -> int:
@@ -29,7 +46,11 @@ def cmd_segment(args) -> int:
     from .datasets import load_image
     from .report import save_overlay
 
-    image = load_image(args.image)
+    if not args.click and not args.box:
+        raise ValueError("nothing to segment: give at least one --click x,y (or a --box)")
+    _writable(args.out, "--out")
+    _writable(args.mask_out, "--mask-out")
+    image = load_image(args.image, channel=args.channel, plane=args.plane)
     kw = ({"weights": args.weights, "device": args.device, "refine": not args.no_refine,
            "precise_edges": args.precise_edges} if args.method == "spbox" else {})
     predictor = make_predictor(args.method, **kw)
@@ -221,13 +242,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is one ``--help`` away); sub-commands inherit it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spbox", description="Localized interactive instance segmentation (SPBox).")
+    p = _Parser(prog="spbox", description="Localized interactive instance segmentation (SPBox).")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("segment", help="segment one object of an image from clicks, write an overlay PNG")
-    s.add_argument("image")
-    s.add_argument("--click", action="append", type=_click, help="x,y (positive) or x,y,neg; repeat in order")
+    s.add_argument("image", help="PNG, JPEG, TIFF (8/16-bit, float), ...; other depths are scaled as napari shows them")
+    s.add_argument("--click", action="append", type=_click,
+                   help="x,y (positive) or x,y,neg; repeat in order (x = column, y = row, in pixels)")
+    s.add_argument("--channel", type=int, default=None, help="for an image of more than 4 channels: the one to use")
+    s.add_argument("--plane", type=int, default=None, help="for a 3-D stack (TIFF): the plane to use")
     s.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="start from a box")
     s.add_argument("--method", default="spbox", choices=["spbox", "grabcut", "random-walker"])
     s.add_argument("--weights", default=None)

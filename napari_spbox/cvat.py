@@ -40,18 +40,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import json
 import math
 import os
 import threading
 import traceback
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .core.protocol import ProtocolError, Session
+from .io import size_text
 
 #: Largest image accepted, in pixels (50 megapixels: a 8K frame is 33 MP). Bigger frames would
 #: take minutes for superpixels and gigabytes for the float copies, so they are refused up front.
@@ -106,7 +105,7 @@ def decode_body(body) -> dict:
     except (ValueError, RecursionError) as exc:
         raise RequestError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise RequestError(f"the body must be a JSON object, got a JSON {type(data).__name__}")
+        raise RequestError(f"the body must be a JSON object with 'image' and 'pos_points', got {_json_type(data)}")
     return data
 
 
@@ -116,10 +115,10 @@ def decode_image(text, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     The size is checked from the header before any pixel is decoded, so an oversized or
     decompression-bomb image costs nothing.
     """
-    from PIL import Image, UnidentifiedImageError
+    from .io import ImageReadError, read_image
 
     if not isinstance(text, str):
-        raise RequestError(f"'image' must be a base64 string, got {type(text).__name__}")
+        raise RequestError(f"'image' must be a base64 string, got {_json_type(text)}")
     if text.startswith("data:") and "," in text:  # tolerate a data URL from hand-made requests
         text = text.split(",", 1)[1]
     try:
@@ -129,31 +128,22 @@ def decode_image(text, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if not raw:
         raise RequestError("'image' is empty")
     try:
-        with warnings.catch_warnings():
-            # Our own limit applies below; Pillow's bomb warning would only add noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(raw))
-            w, h = im.size
-            if w < 1 or h < 1:
-                raise RequestError(f"'image' has no pixels ({w}x{h})")
-            if w * h > max_pixels:
-                raise RequestError(f"'image' is {w}x{h} = {w * h / 1e6:.1f} MP; the limit is {max_pixels / 1e6:g} MP")
-            im.load()
-            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                arr = np.asarray(im)  # keep the depth: to_rgb_float stretches it like napari would
-            else:
-                arr = np.asarray(im.convert("RGB"))
-    except RequestError:
-        raise
-    except UnidentifiedImageError:  # its message only names the BytesIO object
-        raise RequestError("'image' is not a readable image (unknown format, corrupt or 0-pixel header)") from None
-    except Image.DecompressionBombError as exc:
-        raise RequestError(f"'image' is not a readable image: {exc}") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:  # truncated / corrupt data
-        raise RequestError(f"'image' could not be decoded: {exc}") from None
-    if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise RequestError(f"'image' has an unusable shape {arr.shape}")
-    return arr
+        # the frame's own depth is kept (16-bit, float TIFF): to_rgb_float stretches it like napari would
+        return read_image(raw, name="'image'", max_pixels=max_pixels)
+    except ImageReadError as exc:
+        raise RequestError(str(exc)) from None
+    except MemoryError:
+        raise RequestError("'image' is too large to decode") from None
+
+
+def _json_type(v) -> str:
+    """How JSON names the type of a parsed value (null, array, ...), for messages a client can act on."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    return {dict: "an object", list: "an array", str: "a string", int: "a number",
+            float: "a number"}.get(type(v), type(v).__name__)
 
 
 def _short(v, limit: int = 80) -> str:
@@ -179,7 +169,7 @@ def _pixel(pt, shape, what: str) -> tuple[int, int]:
     x, y = _number(pt[0], f"{what} x"), _number(pt[1], f"{what} y")
     h, w = shape
     if not (0.0 <= x <= w and 0.0 <= y <= h):
-        raise RequestError(f"{what} [{x:g}, {y:g}] is outside the {w}x{h} image")
+        raise RequestError(f"{what} [{x:g}, {y:g}] is outside the {size_text(shape)} image")
     return min(int(y), h - 1), min(int(x), w - 1)
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .io import read_image, size_text
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
-def load_image(path) -> np.ndarray:
-    """An image file as a uint8 RGB array ``(H, W, 3)``."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+def load_image(path, channel: int | None = None, plane: int | None = None) -> np.ndarray:
+    """An image file in its own dtype, ``(H, W)`` or ``(H, W, C)`` (:func:`napari_spbox.io.read_image`)."""
+    return read_image(path, channel=channel, plane=plane)
 
 
 @dataclass
@@ -38,14 +39,15 @@ class Item:
     polygons: list = field(default_factory=list)  # COCO polygons, used when mask_path is None
 
     def load(self):
-        """Return ``(image uint8 (H, W, 3), mask bool (H, W), ignore bool (H, W) or None)``."""
+        """Return ``(image (H, W[, C]) in its file's dtype, mask bool (H, W), ignore bool (H, W) or None)``."""
         image = load_image(self.image_path)
         if self.mask_path is None:
             return image, polygons_to_mask(self.polygons, image.shape[:2]), None
         with Image.open(self.mask_path) as im:
             gt = np.asarray(im.convert("L") if im.mode not in ("L", "I", "I;16", "P") else im)
         if gt.shape[:2] != image.shape[:2]:
-            raise ValueError(f"mask {self.mask_path} is {gt.shape[:2]}, image {self.image_path} is {image.shape[:2]}")
+            raise ValueError(f"mask {self.mask_path} is {size_text(gt.shape)}, image {self.image_path} is "
+                             f"{size_text(image.shape)}")
         ignore = gt == self.ignore_value if self.ignore_value is not None else None
         mask = gt == self.object_value if self.object_value is not None else gt > 0
         if ignore is not None:

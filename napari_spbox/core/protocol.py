@@ -296,5 +296,6 @@ def _check_inside(shape, row, col) -> tuple[int, int]:
     r, c = int(round(rowf)), int(round(colf))
     h, w = int(shape[0]), int(shape[1])
     if not (0 <= r < h and 0 <= c < w):
-        raise OutsideImageError(f"click at row {rowf:g}, col {colf:g} is outside the {h}x{w} image")
+        # width x height, as every message of the tool writes a size (napari_spbox.io.size_text)
+        raise OutsideImageError(f"click at x={colf:g}, y={rowf:g} is outside the {w}x{h} image (width x height)")
     return r, c
