@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from napari.utils.notifications import show_error, show_warning
+from napari.utils.notifications import show_error
 
 from . import stacks
 
@@ -28,17 +28,17 @@ class PropagationMixin:
             return
         image, axis = self.image_combo.layer(), self.axis_combo.currentData()
         if not self._is_stack(image) or axis is None or self.log is None:
-            show_warning("SPBox: propagation needs a stack (choose 'slices (stack)' as the channel)")
+            self._tell("propagation needs a stack (choose 'slices (stack)' as the channel)")
             return
         if self.preview_mask is not None and self.log.session.clicks and self._preview_key == self.log.key:
             self.commit()  # the previewed object becomes an id first; clear() keeps this slice
         target, label, plane = self.target_layer(), self.id_spin.value(), self.plane
         data = None if target is None else target.data
         if data is None or data.ndim != len(plane) + 2 or not (mask := np.asarray(data[plane]) == label).any():
-            show_warning(f"SPBox: object {label} is not on this slice of the labels layer: commit it first")
+            self._tell(f"object {label} is not on this slice of the labels layer: commit it first")
             return
         if self.predictor is None:
-            show_warning("SPBox: the model is not loaded yet")
+            self._tell("the model is not loaded yet")
             return
         self.prop_worker = stacks.PropagationRun(
             copy.copy(self.predictor),  # its own copy: set_image per slice must not disturb the click predictor

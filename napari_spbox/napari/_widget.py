@@ -1,4 +1,4 @@
-"""napari dock widget: click-by-click instance segmentation with the paper's protocol.
+"""napari dock widget: click-by-click instance segmentation (standard clicks, or the paper's rules).
 
 The user clicks with two Points layers (positive / negative). Every change is replayed into a
 :class:`~napari_spbox.core.protocol.Session` (:mod:`._engine`) and predicted off the GUI thread;
@@ -16,6 +16,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QApplication, QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
+from ..core.postprocess import keep_clicked_components
 from . import stacks
 from ._controls import PREVIEW, HelperLayers, ModelSettings
 from ._engine import ClickLog, Job, PredictionRunner, _button, _ident, _LayerCombo, _row
@@ -66,10 +67,13 @@ class SPBoxWidget(PropagationMixin, QWidget):
         self.image_combo = _LayerCombo(self.viewer, Image)
         self.channel_combo = QComboBox()
         self.labels_combo = _LayerCombo(self.viewer, Labels, skip=lambda ly: ly.name == PREVIEW)
-        self.strict_box = QCheckBox("strict protocol")
-        self.strict_box.setChecked(True)
-        self.strict_box.setToolTip("1st click: positive at the centre; 2nd: negative just outside (sets the box);"
-                                   " then negatives inside the box, positives outside it")
+        self.strict_box = QCheckBox("paper's click rules")
+        self.strict_box.setChecked(False)
+        self.strict_box.setToolTip(
+            "Off (default): click where the mask is wrong - positive on a missed part, negative on a wrong one, "
+            "anywhere.\nOn: the paper's protocol - 1st click positive at the object's centre, 2nd negative just "
+            "outside it (sets the box), then negatives only inside the box and positives only outside it (they "
+            "grow the box); other clicks are refused.")
         self.overwrite_box = QCheckBox("overwrite other objects")
         self.id_spin = QSpinBox()
         self.id_spin.setRange(1, 2**31 - 1)
@@ -82,7 +86,7 @@ class SPBoxWidget(PropagationMixin, QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        form = QFormLayout()
+        form = self._form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("channel", self.channel_combo)
         form.addRow("labels", _row(self.labels_combo, _button("New", lambda: self.target_layer(True, new=True))))
@@ -93,7 +97,9 @@ class SPBoxWidget(PropagationMixin, QWidget):
         lay.addLayout(_row(*[_button(f"{name.title()} ({KEYS[name].replace('-', '+')})", getattr(self, name))
                              for name in ("commit", "undo", "clear")]))
         lay.addLayout(_row(QLabel("id"), self.id_spin, _button("Correct object", self._correct_clicked)))
-        lay.addLayout(_row(self.axis_combo, self.direction_combo, _button("Propagate", self.propagate), self.stop_button))
+        self.propagate_button = _button("Propagate", self.propagate)
+        self.propagate_button.setToolTip("carry the current object to the neighbouring slices of a stack")
+        lay.addLayout(_row(self.axis_combo, self.direction_combo, self.propagate_button, self.stop_button))
         lay.addWidget(self.model_settings)
         lay.addWidget(self.status)
         lay.addStretch(1)
@@ -152,11 +158,37 @@ class SPBoxWidget(PropagationMixin, QWidget):
             for text, data in stacks.axis_items(layer, self.viewer.dims):
                 self.axis_combo.addItem(text, data)
         self.channel_combo.blockSignals(False)
+        # a 2-D grey image has nothing to choose: no empty, unlabelled menu
+        self._form.setRowVisible(self.channel_combo, self.channel_combo.count() > 1)
+        self._update_stack_controls()
+        self._select_matching_labels()
         self.log = None
         if layer is not None and not self._quiet:
             self.clear()
 
+    def _update_stack_controls(self) -> None:
+        """Propagation controls only where there are slices to propagate to."""
+        stack = self._is_stack(self.image_combo.layer())
+        for w in (self.axis_combo, self.direction_combo, self.propagate_button):
+            w.setEnabled(stack)
+
+    def _labels_fit(self, labels, image) -> bool:
+        """Whether ``labels`` can hold objects of ``image`` (same spatial shape, slices included)."""
+        shape = (image.data[0] if image.multiscale else image.data).shape[: image.ndim]
+        return labels is not None and tuple(labels.data.shape) == tuple(shape)
+
+    def _select_matching_labels(self) -> None:
+        """Keep the chosen Labels layer if it fits the image, else pick one that does (or none: the first
+        commit then makes one), so that switching images never writes into another image's labels."""
+        image = self.image_combo.layer()
+        if image is None or self._labels_fit(self.labels_combo.layer(), image):
+            return
+        fitting = [self.labels_combo.itemData(i) for i in range(self.labels_combo.count())]
+        fitting = [ly for ly in fitting if self._labels_fit(ly, image)]
+        self.labels_combo.select(fitting[0] if fitting else None)
+
     def _on_channel_changed(self, *_) -> None:
+        self._update_stack_controls()
         self.runner.invalidate()
         if self._is_stack(self.image_combo.layer()) != bool(self.plane):
             self.clear()  # slices and channels swapped roles: the clicks belong to another image
@@ -191,16 +223,23 @@ class SPBoxWidget(PropagationMixin, QWidget):
             return
         layer = self.helpers.points(positive)
         if self.log is None:
-            show_warning("SPBox: choose a 2-D image layer before clicking")
+            self._tell("choose a 2-D image layer before clicking")
             self.helpers.set_points(positive, np.zeros((0, 2)))
             return
         res = self.log.sync(positive, layer.data)
         if res.keep is not None:
             self.helpers.set_points(positive, res.keep)
         for msg in res.refused:
-            show_warning(f"SPBox: click refused, {msg} (untick 'strict protocol' to allow it)")
+            rule = " (untick \"paper's click rules\" to allow it)" if self.log.strict else ""
+            self._tell(f"click refused: {msg}{rule}")
         if res.changed:
             self._after_change()
+
+    def _tell(self, message: str, level=None) -> None:
+        """A message in the status line, whole, and as a napari notification (which may cut it short);
+        ``level`` is napari's ``show_info`` / ``show_error``, a warning by default."""
+        self.status.setText(message)
+        (level or show_warning)(f"SPBox: {message}")
 
     def _on_strict(self, checked: bool) -> None:
         if self.log is not None:
@@ -222,11 +261,11 @@ class SPBoxWidget(PropagationMixin, QWidget):
         """Correction mode: start from object ``label_id`` of the target Labels layer."""
         target, image = self.target_layer(), self.image_combo.layer()
         if target is None or image is None:
-            show_warning("SPBox: correction needs an image layer and a Labels layer")
+            self._tell("correction needs an image layer and a Labels layer")
             return
         mask = np.asarray(target.data[self.plane] if target.ndim == len(self.plane) + 2 else target.data) == int(label_id)
         if mask.shape != self._spatial(image) or not mask.any():
-            show_warning(f"SPBox: object {label_id} is not in '{target.name}' (or the shapes differ)")
+            self._tell(f"object {label_id} is not in '{target.name}' (or the shapes differ)")
             return
         self._reset(mask=mask, correct_id=int(label_id))
 
@@ -238,7 +277,7 @@ class SPBoxWidget(PropagationMixin, QWidget):
             self.plane = self._current_plane()
             self.image_data()
         except ValueError as exc:
-            show_warning(f"SPBox: {exc}")
+            self._tell(str(exc))
             return
         self.helpers.setup(image, self._spatial(image))
         self.log = ClickLog(self._spatial(image), self.strict_box.isChecked(), mask=mask)
@@ -313,7 +352,11 @@ class SPBoxWidget(PropagationMixin, QWidget):
 
     def _on_result(self, key, pred) -> None:
         if self.log is not None and key == self.log.key:
-            self._show(key, pred.mask, f"in {pred.elapsed_ms / 1000:.2f} s")
+            mask = keep_clicked_components(pred.mask, self.log.session, self.log.mask)
+            dropped = int(pred.mask.sum() - mask.sum())
+            note = f"in {pred.elapsed_ms / 1000:.2f} s" + (f" ({dropped} px apart from the clicks left out)"
+                                                           if dropped else "")
+            self._show(key, mask, note)
 
     def _on_error(self, exc) -> None:
         if exc.stage == "model":
@@ -321,8 +364,7 @@ class SPBoxWidget(PropagationMixin, QWidget):
                    "weights file, or the grabcut / random-walker method, under Model settings.")
         else:
             msg = f"SPBox: prediction failed ({exc}); the labels were not changed"
-        self.status.setText(msg)
-        show_error(msg)
+        self._tell(msg.removeprefix("SPBox: "), show_error)
 
     def _show(self, key, mask: np.ndarray, note: str = "") -> None:
         self.preview_mask, self._preview_key = mask, key
@@ -337,6 +379,8 @@ class SPBoxWidget(PropagationMixin, QWidget):
         """The Labels layer objects are committed to; made (image-sized, int32) when asked and missing."""
         layer = None if new else self.labels_combo.layer()
         image = self.image_combo.layer()
+        if layer is not None and image is not None and not self._labels_fit(layer, image):
+            layer = None  # another image's labels: never write there (a new layer is made below)
         if layer is None and create and image is not None:
             active = self.viewer.layers.selection.active
             shape = (image.data[0] if image.multiscale else image.data).shape[: image.ndim]  # an RGB axis is last
@@ -355,23 +399,24 @@ class SPBoxWidget(PropagationMixin, QWidget):
             self.runner.then = self.commit  # commit the newest mask, not the one on screen now
             return
         if self.log is None or self._preview_key != self.log.key or self.preview_mask is None or not self.preview_mask.any():
-            show_info("SPBox: nothing to commit (no mask for the current clicks)")
+            self._tell("nothing to commit (no mask for the current clicks)", show_info)
             return
         target = self.target_layer(create=True)
         data = np.asarray(target.data)
         mask = self.preview_mask
         if data.shape[-2:] != mask.shape or data.ndim != len(self.plane) + 2:
-            show_error(f"SPBox: labels layer '{target.name}' has shape {data.shape}, the image slice {mask.shape}")
+            self._tell(f"labels layer '{target.name}' has shape {data.shape}, the image slice {mask.shape}",
+                       show_error)
             return
         label = self.correct_id if self.correct_id is not None else int(data.max()) + 1
         if np.issubdtype(data.dtype, np.integer) and label > np.iinfo(data.dtype).max:
-            show_error(f"SPBox: id {label} does not fit labels of type {data.dtype}")
+            self._tell(f"id {label} does not fit labels of type {data.dtype}", show_error)
             return
         idx, values, wrote = stacks.labels_update(data, self.plane, mask, label, self.overwrite_box.isChecked())
         target.data_setitem(idx, values)
-        if not wrote:
-            show_warning("SPBox: the mask lies under other objects; tick 'overwrite' to replace them")
-        else:
-            show_info(f"SPBox: committed object {label} to '{target.name}'")
         self.id_spin.setValue(label)
-        self.clear()
+        self.clear()  # the next positive click starts the next object
+        if not wrote:
+            self._tell("the mask lies under other objects; tick 'overwrite' to replace them")
+        else:
+            self._tell(f"committed object {label} to '{target.name}'; click the next object", show_info)

@@ -244,8 +244,10 @@ def channel_items(layer) -> list[tuple[str, object]]:
     stack_first = not layer.rgb and (layer.ndim > 3 or n > 4)
     items = [("slices (stack)", STACK)] if stack_first else []
     if layer.ndim <= 3 or layer.rgb:
+        if stack_first:  # (Z, H, W) with more than 4 planes: slices only, never "channel 0..15"
+            return items
         items.append(("RGB" if layer.rgb else ("channels as RGB" if n else "gray"), None))
-        items += [(f"channel {k}", k) for k in range(n if n <= 16 else 0)]
+        items += [(f"channel {k}", k) for k in range(n)]
     if n and not layer.rgb and not stack_first:
         items.append(("slices (stack)", STACK))
     return items
@@ -255,7 +257,12 @@ def axis_items(layer, dims) -> list[tuple[str, int]]:
     """``(text, axis)`` entries for the propagation axis: the layer's leading axes, longest first."""
     labels = dims.axis_labels[dims.ndim - layer.ndim :]
     shape = (layer.data[0] if layer.multiscale else layer.data).shape
-    return [(f"along {labels[k]}", k) for k in sorted(range(layer.ndim - 2), key=lambda k: -shape[k])]
+
+    def name(k):  # napari's default labels are numbers ("-3", "0"): say "axis 0" instead
+        label = str(labels[k])
+        return f"axis {k}" if label.lstrip("-").isdigit() else label
+
+    return [(f"along {name(k)} ({shape[k]} slices)", k) for k in sorted(range(layer.ndim - 2), key=lambda k: -shape[k])]
 
 
 def plane_of(layer, dims) -> tuple[int, ...]:
