@@ -468,3 +468,20 @@ def test_many_objects_in_a_row_need_only_clicks_and_commits(setup):
     labels = viewer.layers["labels"].data
     for k, t in enumerate(truth):
         assert iou(labels == k + 2, t) > 0.85, k
+
+
+def test_nuclei_sample_opens_and_a_nucleus_is_segmented(make_napari_viewer):
+    """File > Open Sample > Nuclei: a real fluorescence image (DSB2018, CC0) shipped with the package."""
+    from napari_spbox.io import read_image
+    from napari_spbox.napari._sample_data import NUCLEI_FILE
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-spbox", "nuclei")
+    layer = viewer.layers["nuclei (DSB2018)"]
+    assert layer.data.shape == (256, 256) and layer.data.dtype == np.uint8 and not layer.rgb
+    np.testing.assert_array_equal(layer.data, read_image(NUCLEI_FILE))
+    widget = SPBoxWidget(viewer, predictor=make_predictor("grabcut"))
+    click(viewer, widget, 102, 61)  # the nucleus of nuclei-dev's 8a26b134_29 (rows 93-112, cols 53-70)
+    click(viewer, widget, 116, 74, positive=False)
+    rows, cols = np.nonzero(widget.preview_mask)
+    assert widget.preview_mask[102, 61] and rows.min() >= 85 and rows.max() <= 118 and cols.max() <= 76
