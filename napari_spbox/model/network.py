@@ -238,7 +238,7 @@ class Ensemble(nn.Module):
 
     For networks trained from different starting points, which make different mistakes (a weight average of
     such networks gives a broken one). It costs a forward pass per member, and it is not the default: the
-    shipped weights with the stop-23 run's last epoch validated worse than either (docs/training_from_stop22.md).
+    shipped weights with the stop-23 run's last epoch validated worse than either (docs/experiments/training_from_stop22.md).
     """
 
     arch = "ensemble"
