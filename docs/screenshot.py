@@ -13,7 +13,7 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_spbox.core.predictor import make_predictor
+from napari_spbox.predictors import make_predictor
 from napari_spbox.napari import SPBoxWidget, coffee_sample
 from napari_spbox.napari._controls import NEGATIVE, POSITIVE
 

@@ -273,7 +273,7 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
     import torch
     from tqdm import tqdm
 
-    from .core.predictor import make_predictor
+    from .predictors import PredictorSettings, make_predictor
 
     if clicks < 2:
         raise ValueError("--clicks must be at least 2: the first click and one later click")
@@ -288,10 +288,11 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
     images = load_images(data or _default_data(), limit)
 
     t0 = time.perf_counter()
-    spbox = make_predictor("spbox", weights=weights, device=device, backend=backend, refine=refine,
-                           precise_edges=precise_edges)
+    edges = "precise" if precise_edges else ("fast" if refine else "off")
+    spbox = make_predictor(PredictorSettings("spbox", weights=weights, device=device, backend=backend,
+                                             edges=edges))
     load_ms = (time.perf_counter() - t0) * 1000.0
-    gc = make_predictor("grabcut", iterations=5) if grabcut else None
+    gc = make_predictor(PredictorSettings("grabcut", iterations=5)) if grabcut else None
     _warm_up(spbox, gc)
 
     keys = PER_IMAGE_STAGES + PER_CLICK_STAGES + ("first", "later", "staged", "gc_first", "gc_later", "slic_quality")

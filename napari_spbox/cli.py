@@ -4,12 +4,15 @@ serve-cvat."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from .predictors import METHODS
 
 
 _POSITIVE = ("+", "pos", "p", "1", "positive")
@@ -34,6 +37,15 @@ def _click(text: str):
     return (y, x, sign in _POSITIVE)
 
 
+def _method_options(args) -> dict:
+    """``--weights`` / ``--device`` as settings: they belong to the spbox method, and another method given with
+    a weights file is an error (:class:`~napari_spbox.predictors.PredictorSettings` says so)."""
+    out = {"weights": args.weights} if args.weights else {}
+    if args.device != "cpu":
+        out["device"] = args.device
+    return out
+
+
 def _writable(path: str | None, option: str) -> None:
     """Refuse an output path whose folder does not exist (a typo must not create folders)."""
     if path is not None and not Path(path).resolve().parent.is_dir():
@@ -41,9 +53,9 @@ def _writable(path: str | None, option: str) -> None:
 
 
 def cmd_segment(args) -> int:
-    from .core.predictor import make_predictor
     from .core.protocol import Session
     from .datasets import load_image
+    from .predictors import PredictorSettings, edges_from_flags, make_predictor
     from .report import save_overlay
 
     if not args.click and not args.box:
@@ -51,9 +63,9 @@ def cmd_segment(args) -> int:
     _writable(args.out, "--out")
     _writable(args.mask_out, "--mask-out")
     image = load_image(args.image, channel=args.channel, plane=args.plane)
-    kw = ({"weights": args.weights, "device": args.device, "refine": not args.no_refine,
-           "precise_edges": args.precise_edges} if args.method == "spbox" else {})
-    predictor = make_predictor(args.method, **kw)
+    settings = PredictorSettings(args.method, **_method_options(args),
+                                 edges=edges_from_flags(args.no_refine, args.precise_edges))
+    predictor = make_predictor(settings)
     predictor.set_image(image)
     if args.box:
         x0, y0, x1, y1 = args.box
@@ -74,10 +86,10 @@ def cmd_segment(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .core.predictor import make_predictor
     from .datasets import read_dataset
     from .evaluation.metrics import summarise
     from .evaluation.robot import evaluate
+    from .predictors import PredictorSettings, edges_from_flags, make_predictor
     from .report import plot_miou, write_csv
 
     if args.ignore_band < 0:
@@ -85,17 +97,16 @@ def cmd_evaluate(args) -> int:
     items = read_dataset(args.path, ignore_value=args.ignore_value)
     if args.limit:
         items = items[: args.limit]
-    refine = not (args.raw_network or args.no_refine)
-    imply_box = not (args.raw_network or args.no_implied_box)
-    kw = ({"weights": args.weights, "device": args.device, "variant": args.variant,
-           "click_consistency": not args.raw_network, "refine": refine, "imply_box": imply_box,
-           "precise_edges": args.precise_edges, "flip": args.flip}
-          if args.method == "spbox" else {})
-    build = functools.partial(make_predictor, args.method, n_segments=args.superpixels, **kw)
-    predictor = build()  # bad weights fail here, once
+    edges = "off" if args.raw_network else edges_from_flags(args.no_refine, args.precise_edges)
+    spbox = {"variant": args.variant, "click_consistency": not args.raw_network, "flip": args.flip,
+             "imply_box": not (args.raw_network or args.no_implied_box)} if args.method == "spbox" else {}
+    settings = PredictorSettings(args.method, **_method_options(args), superpixels=args.superpixels,
+                                 edges=edges, **spbox)
+    predictor = make_predictor(settings)  # bad weights fail here, once
     if args.jobs > 1 and args.method == "spbox":
         # each worker builds its own with the same backend; the ONNX graph exported above is reused
-        build = functools.partial(build, backend=predictor.backend)
+        settings = dataclasses.replace(settings, backend=predictor.backend)
+    build = functools.partial(make_predictor, settings)
     per_object = evaluate(build if args.jobs > 1 else predictor, items, args.protocol, args.max_clicks,
                           args.start_from_mask, desc=args.method, jobs=args.jobs,
                           ignore_band=args.ignore_band)
@@ -106,11 +117,11 @@ def cmd_evaluate(args) -> int:
     if getattr(predictor, "variant", None):
         summary["variant"] = predictor.variant
     if args.method == "spbox":
-        summary["click_consistency"] = not args.raw_network
-        summary["refine"] = refine
-        summary["precise_edges"] = args.precise_edges and refine
-        summary["implied_box"] = imply_box
-        summary["flip"] = args.flip
+        summary["click_consistency"] = settings.click_consistency
+        summary["refine"] = settings.edges != "off"
+        summary["precise_edges"] = settings.edges == "precise"
+        summary["implied_box"] = settings.imply_box
+        summary["flip"] = settings.flip
     if args.jobs > 1:
         summary["jobs"] = args.jobs  # the latencies were measured with this many processes sharing the CPU
     if args.start_from_mask:
@@ -260,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", type=int, default=None, help="for an image of more than 4 channels: the one to use")
     s.add_argument("--plane", type=int, default=None, help="for a 3-D stack (TIFF): the plane to use")
     s.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="start from a box")
-    s.add_argument("--method", default="spbox", choices=["spbox", "grabcut", "random-walker"])
+    s.add_argument("--method", default="spbox", choices=METHODS)
     s.add_argument("--weights", default=None)
     s.add_argument("--device", default="cpu")
     s.add_argument("--no-refine", action="store_true", help="spbox: keep the network's outline (no edge refinement)")
@@ -272,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="robot-user evaluation (NoC, NoF, mIoU per click)")
     e.add_argument("path", help="GrabCut folder, img/+gt/ folder or COCO instances.json")
-    e.add_argument("--method", default="spbox", choices=["spbox", "grabcut", "random-walker"])
+    e.add_argument("--method", default="spbox", choices=METHODS)
     e.add_argument("--protocol", default="standard", choices=["standard", "paper"])
     e.add_argument("--limit", type=int, default=None, help="first N objects only")
     e.add_argument("--max-clicks", type=int, default=20)

@@ -331,12 +331,11 @@ class InteractorService:
         ``precise_edges`` (spbox only) refines each outline at full size with three GrabCut iterations:
         slower clicks, for annotators who want the edge placed exactly.
         """
-        from .core.predictor import make_predictor
+        from .predictors import PredictorSettings, make_predictor
 
-        if precise_edges and method != "spbox":
-            raise ValueError(f"precise edges are an option of the spbox method, not of {method!r}")
-        pkw = {"weights": weights, "device": device, "precise_edges": precise_edges} if method == "spbox" else {}
-        return cls(make_predictor(method, **pkw), **kw)
+        spbox = {"weights": weights, "device": device} if method == "spbox" else {}
+        settings = PredictorSettings(method, edges="precise" if precise_edges else "fast", **spbox)
+        return cls(make_predictor(settings), **kw)
 
     def predict(self, req: InteractorRequest) -> np.ndarray:
         """Boolean mask for a validated request; raises what the predictor raises."""

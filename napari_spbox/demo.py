@@ -14,7 +14,7 @@ DEMO_CLICKS = [(150, 290, True), (290, 418, False), (270, 180, False)]
 def main(argv=None) -> int:
     from skimage import data
 
-    from .core.predictor import make_predictor
+    from .predictors import make_predictor
     from .core.protocol import Session
     from .report import save_overlay
 

@@ -18,6 +18,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .cvat import MAX_PIXELS, InteractorService, error_json
+from .predictors import METHODS
 
 #: Largest request body read: a 50 MP PNG in base64 fits; anything bigger is refused unread.
 MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -124,7 +125,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     s = subparsers.add_parser("serve-cvat", help="serve the CVAT interactor protocol over HTTP (dev server, no Nuclio)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
     s.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
-    s.add_argument("--method", default="spbox", choices=["spbox", "grabcut", "random-walker"])
+    s.add_argument("--method", default="spbox", choices=METHODS)
     s.add_argument("--weights", default=None, help="weights file (default: the shipped ones)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--precise-edges", action="store_true",

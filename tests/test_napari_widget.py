@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("napari")
-from napari_spbox.core.predictor import make_predictor  # noqa: E402
+from napari_spbox.predictors import make_predictor  # noqa: E402
 from napari_spbox.napari import SPBoxWidget, coffee_sample  # noqa: E402
 from napari_spbox.napari import _widget  # noqa: E402
 from napari_spbox.napari._controls import NEGATIVE, POSITIVE, PREVIEW  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("napari")
 from qtpy.QtWidgets import QApplication  # noqa: E402
-from napari_spbox.core.predictor import make_predictor  # noqa: E402
+from napari_spbox.predictors import make_predictor  # noqa: E402
 from napari_spbox.napari import SPBoxWidget, blobs3d_sample  # noqa: E402
 from napari_spbox.napari import stacks  # noqa: E402
 from napari_spbox.napari._stack_data import blobs3d  # noqa: E402

@@ -350,15 +350,3 @@ def _disk_mask(shape, clicks, radius: int) -> np.ndarray:
         out[max(0, r0) : r0 + sr1, max(0, c0) : c0 + sc1] |= disk[sr0:sr1, sc0:sc1]
     return out
 
-
-def make_predictor(method: str = "spbox", **kw) -> Predictor:
-    """Predictor by name: ``spbox`` (the trained network), ``grabcut`` or ``random-walker``."""
-    if method in ("grabcut", "random-walker"):
-        from .baselines import GrabCutPredictor, RandomWalkerPredictor
-
-        return (GrabCutPredictor if method == "grabcut" else RandomWalkerPredictor)(**kw)
-    if method == "spbox":
-        from ..model.inference import SPBoxPredictor
-
-        return SPBoxPredictor(**kw)
-    raise ValueError(f"unknown method {method!r}; choose spbox, grabcut or random-walker")

@@ -7,9 +7,9 @@ import weakref
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLineEdit, QSpinBox
 
+from ..predictors import METHODS, PredictorSettings
 from ._engine import _button, _row
 
-METHODS = ("spbox", "grabcut", "random-walker")
 POSITIVE, NEGATIVE, BOX, PREVIEW = "positive clicks", "negative clicks", "SPBox box", "SPBox preview"
 
 
@@ -44,13 +44,12 @@ class ModelSettings(QGroupBox):
         self.segments.editingFinished.connect(on_change)
         self.precise.toggled.connect(on_change)
 
-    def key(self) -> tuple:
-        """``(method, weights, device, n_segments, precise_edges)``: what the predictor is built from."""
+    def key(self) -> PredictorSettings:
+        """What the predictor is built from (options of other methods left at their defaults)."""
         method = self.method.currentText()
-        spbox = method == "spbox"
-        return (method, (self.weights.text().strip() or None) if spbox else None,
-                self.device.currentText() if spbox else None, self.segments.value(),
-                self.precise.isChecked() if spbox else None)
+        spbox = {"weights": self.weights.text().strip() or None, "device": self.device.currentText(),
+                 "edges": "precise" if self.precise.isChecked() else "fast"} if method == "spbox" else {}
+        return PredictorSettings(method, superpixels=self.segments.value(), **spbox)
 
     def show_predictor(self, predictor) -> None:
         """Reflect a predictor injected by code, without treating that as a user's edit.

@@ -19,8 +19,8 @@ import numpy as np
 from napari.qt.threading import thread_worker
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton
 
-from ..core.predictor import make_predictor
 from ..core.protocol import ProtocolError, Session
+from ..predictors import PredictorSettings, make_predictor
 
 #: Points closer than this (pixels) are the same click; napari stores float coordinates.
 _TOL = 1e-6
@@ -193,8 +193,8 @@ class Job:
     session : Session or None
         ``None`` loads the model (reports bad weights before the first click) and warms the predictor
         up on the image (SLIC), off the GUI thread.
-    model : tuple
-        ``(method, weights, device, n_segments, precise_edges)``; a different tuple rebuilds the predictor.
+    model : PredictorSettings
+        What the predictor is built from; different settings rebuild it.
     image_key : hashable or None
         Identifies the image and channel; ``set_image`` runs only when it changes.
     load_image : callable
@@ -203,7 +203,7 @@ class Job:
 
     key: object
     session: Session | None
-    model: tuple
+    model: PredictorSettings
     image_key: object
     load_image: Callable
 
@@ -216,12 +216,6 @@ class JobError(RuntimeError):
         self.stage = stage
 
 
-def _model_kwargs(model: tuple) -> dict:
-    method, weights, device, n_segments, precise_edges = model
-    extra = {"weights": weights, "device": device, "precise_edges": precise_edges} if method == "spbox" else {}
-    return {"method": method, "n_segments": n_segments, **extra}
-
-
 def _work(predictor, model, image, session):
     """Worker body: ``(predictor, prediction or None or JobError)``.
 
@@ -229,7 +223,7 @@ def _work(predictor, model, image, session):
     bare exception either: superqt treats a returned exception as an error.)
     """
     try:
-        predictor = predictor if predictor is not None else make_predictor(**_model_kwargs(model))
+        predictor = predictor if predictor is not None else make_predictor(model)
     except Exception as exc:  # any loader failure (missing file, torch, cv2) is reported the same way
         return None, JobError("model", exc)
     try:

@@ -299,7 +299,7 @@ class SPBoxWidget(PropagationMixin, QWidget):
         self._request()
 
     # -- prediction --------------------------------------------------------------------------------
-    def _model_key(self) -> tuple:
+    def _model_key(self):
         return self.model_settings.key()
 
     def _on_model_changed(self, *_) -> None:
