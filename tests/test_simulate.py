@@ -42,6 +42,34 @@ def test_first_negative_outside_object_and_box_iou_at_least_07():
         assert box_iou(box_from_pair(pos, neg, mask.shape), gt) >= 0.7
 
 
+def _extra_click_counts(s, sp, mask):
+    """``(n_pos, cand_pos, n_neg, cand_neg)``: the extra clicks of each kind in ``s`` and how many
+    superpixels they may go to (Sec. 3.4, box rule kept): positives on superpixels mostly (> 50 %)
+    on the object whose centroid lies outside the pair's box, negatives on superpixels mostly
+    (< 20 % object) background whose centroid lies inside the box; one click per superpixel."""
+    frac = np.bincount(sp.labels.ravel(), weights=mask.ravel().astype(float), minlength=sp.n)
+    frac /= np.bincount(sp.labels.ravel(), minlength=sp.n)
+    cy, cx = sp.centroids[:, 0], sp.centroids[:, 1]
+
+    def within(b):
+        return (cy >= b.top) & (cy <= b.bottom) & (cx >= b.left) & (cx <= b.right)
+
+    extra = s.extra_clicks
+    pos = [c for c in extra if c.positive]
+    neg = [c for c in extra if not c.positive]
+    for kind in (pos, neg):  # each on a superpixel of its own
+        assert len({int(sp.labels[c.row, c.col]) for c in kind}) == len(kind)
+    pair_box = box_from_pair(s.clicks[0], s.clicks[1], mask.shape) if len(s.clicks) > 1 else None
+    cand_pos = int(((frac > 0.5) & ~within(pair_box)).sum()) if pair_box else 0
+    cand_neg = int(((frac < 0.2) & within(s.box)).sum()) if pair_box else 0
+    return len(pos), cand_pos, len(neg), cand_neg
+
+
+def _draws_the_rule(n, candidates):
+    """None of a kind, or 2-5 of it (as many as there are candidate superpixels, if fewer)."""
+    return n == 0 or min(2, candidates) <= n <= min(5, candidates)
+
+
 def test_simulation_is_seeded_and_follows_rules():
     rng0 = np.random.default_rng(0)
     img = (rng0.uniform(size=(300, 300, 3)) * 0.2 + _square()[..., None] * 0.7).astype(np.float32)
@@ -61,9 +89,36 @@ def test_simulation_is_seeded_and_follows_rules():
                 assert mask[c.row, c.col]
             else:
                 assert not mask[c.row, c.col] and s.box.contains(c.row, c.col)
-        assert sum(c.positive for c in extra) in (0, 2, 3, 4, 5) or sum(c.positive for c in extra) < 2
-        assert sum(not c.positive for c in extra) <= 5
+        n_pos, cand_pos, n_neg, cand_neg = _extra_click_counts(s, sp, mask)
+        assert _draws_the_rule(n_pos, cand_pos), (seed, n_pos, cand_pos)
+        assert _draws_the_rule(n_neg, cand_neg), (seed, n_neg, cand_neg)
     assert max(counts) >= 2  # extra clicks do occur
+
+
+def test_extra_clicks_are_two_to_five_of_a_kind_half_of_the_time():
+    # Sec. 3.4: 2-5 extra positive and 2-5 extra negative clicks, each kind present half of the time
+    rng0 = np.random.default_rng(0)
+    img = (rng0.uniform(size=(300, 300, 3)) * 0.2 + _square()[..., None] * 0.7).astype(np.float32)
+    mask = _square()
+    sp = compute_superpixels(img, 300)
+    seen = {"pos": [], "neg": []}  # counts where at least 5 superpixels could take a click
+    present = {"pos": 0, "neg": 0}  # sessions with clicks of the kind, among those that could
+    possible = {"pos": 0, "neg": 0}
+    for seed in range(200):
+        s = simulate_session(mask, sp, np.random.default_rng(seed), p_single=0.0, p_pair_only=0.0,
+                             p_free=0.0)
+        n_pos, cand_pos, n_neg, cand_neg = _extra_click_counts(s, sp, mask)
+        for kind, k, cand in (("pos", n_pos, cand_pos), ("neg", n_neg, cand_neg)):
+            assert _draws_the_rule(k, cand), (seed, kind, k, cand)
+            if cand >= 2:
+                possible[kind] += 1
+                present[kind] += k > 0
+            if cand >= 5 and k:
+                seen[kind].append(k)
+    for kind in ("pos", "neg"):
+        assert set(seen[kind]) == {2, 3, 4, 5}, kind  # every count of the range, and no other
+        assert possible[kind] >= 100, (kind, possible[kind])
+        assert 0.35 < present[kind] / possible[kind] < 0.65, (kind, present[kind], possible[kind])
 
 
 def test_guidance_dropout_rate():

@@ -52,6 +52,33 @@ def superpixel_distance_map(sp: Superpixels, clicks, truncate: float = TRUNCATE,
     centroid of p's superpixel and the nearest centroid of a clicked superpixel, truncated at 255.
     Computed once per superpixel (an ``n x k`` centroid distance matrix), then painted onto pixels.
     With no clicks every pixel is 255. ``window`` paints only that part of the image.
+
+    Examples
+    --------
+    An 8 x 8 image cut into a 4 x 4 grid of 2 x 2 superpixels: superpixel (i, j) has its centroid at
+    (2i + 0.5, 2j + 0.5). A click in superpixel (0, 0) puts superpixel (i, j) at 2 hypot(i, j):
+
+    >>> from napari_spbox.core.protocol import Box, Click
+    >>> sp = Superpixels.from_labels(np.arange(16).reshape(4, 4).repeat(2, 0).repeat(2, 1))
+    >>> s = superpixel_distance_map(sp, [Click(0, 1, True)])
+    >>> s.shape
+    (8, 8)
+    >>> print(s[::2, ::2].round(2))  # one pixel per superpixel; all 4 of its pixels are the same
+    [[0.   2.   4.   6.  ]
+     [2.   2.83 4.47 6.32]
+     [4.   4.47 5.66 7.21]
+     [6.   6.32 7.21 8.49]]
+
+    With a second click in superpixel (3, 3) each superpixel takes the nearer of the two:
+
+    >>> s = superpixel_distance_map(sp, [Click(0, 1, True), Click(7, 6, True)])
+    >>> print(s[::2, ::2].round(2))
+    [[0.   2.   4.   6.  ]
+     [2.   2.83 4.47 4.  ]
+     [4.   4.47 2.83 2.  ]
+     [6.   4.   2.   0.  ]]
+    >>> float(superpixel_distance_map(sp, []).min())  # no click: 255 everywhere
+    255.0
     """
     clicked = click_superpixels(sp, clicks)
     if clicked.size == 0:
@@ -67,6 +94,21 @@ def box_superpixels(sp: Superpixels, box: Box | None) -> np.ndarray:
     "On or inside" is read as "has at least one pixel in the box", so superpixels crossing the box
     edge are taken whole and G follows image edges rather than the box outline. ``None`` (no box yet)
     means no localisation: every superpixel is in.
+
+    Examples
+    --------
+    On the 4 x 4 grid of 2 x 2 superpixels, a box over rows 1-4 and columns 1-2 touches superpixel
+    rows 0-2 (pixel rows 0-1, 2-3, 4-5) and columns 0-1 (pixel columns 0-1, 2-3), each taken whole:
+
+    >>> from napari_spbox.core.protocol import Box, Click
+    >>> sp = Superpixels.from_labels(np.arange(16).reshape(4, 4).repeat(2, 0).repeat(2, 1))
+    >>> print(box_superpixels(sp, Box(1, 1, 4, 2)).reshape(4, 4).astype(int))
+    [[1 1 0 0]
+     [1 1 0 0]
+     [1 1 0 0]
+     [0 0 0 0]]
+    >>> bool(box_superpixels(sp, None).all())
+    True
     """
     member = np.zeros(sp.n, dtype=bool)
     if box is None:
@@ -88,6 +130,24 @@ def superpixel_box_map(sp: Superpixels, box: Box | None, extra_positive=(), extr
     """Superpixel-box guidance G-hat (Eq. 6): 1 where p's superpixel is in {Z-hat_b} (Eq. 3-5).
 
     With no extra clicks this is G of Eq. 2. ``window`` paints only that part of the image.
+
+    Examples
+    --------
+    The box of :func:`box_superpixels`' example (superpixel rows 0-2, columns 0-1); an extra
+    positive click adds superpixel (3, 3) (Eq. 3), an extra negative one removes (0, 0) (Eq. 4):
+
+    >>> from napari_spbox.core.protocol import Box, Click
+    >>> sp = Superpixels.from_labels(np.arange(16).reshape(4, 4).repeat(2, 0).repeat(2, 1))
+    >>> g = superpixel_box_map(sp, Box(1, 1, 4, 2), [Click(7, 7, True)], [Click(0, 0, False)])
+    >>> print(g.astype(int))
+    [[0 0 1 1 0 0 0 0]
+     [0 0 1 1 0 0 0 0]
+     [1 1 1 1 0 0 0 0]
+     [1 1 1 1 0 0 0 0]
+     [1 1 1 1 0 0 0 0]
+     [1 1 1 1 0 0 0 0]
+     [0 0 0 0 0 0 1 1]
+     [0 0 0 0 0 0 1 1]]
     """
     member = refined_box_superpixels(sp, box, extra_positive, extra_negative)
     return _paint(member.astype(np.float32), sp, window)

@@ -33,7 +33,7 @@ def keep_clicked_components(mask: np.ndarray, session: Session, start_mask: np.n
     --------
     >>> from napari_spbox.core.protocol import Session
     >>> m = np.zeros((4, 6), bool); m[:2, :2] = True; m[3, 5] = True
-    >>> s = Session((4, 6), strict=False); s.add_click(0, 0, True)
+    >>> s = Session((4, 6), strict=False); _ = s.add_click(0, 0, True)
     >>> keep_clicked_components(m, s).astype(int)
     array([[1, 1, 0, 0, 0, 0],
            [1, 1, 0, 0, 0, 0],

@@ -89,7 +89,25 @@ def box_from_pair(positive: Click, negative: Click, shape, min_ratio: float = 0.
     The box is centred on c0+ with half-extent |c0- - c0+| along each axis, so c0- sits on a corner
     when the user clicks diagonally. A click straight beside the centre would give a flat box, so each
     half-extent is at least ``min_ratio`` times the larger one (and ``min_half`` pixels). Clipped to
-    the image. Training simulation (:mod:`napari_spbox.core.simulate`) uses this same rule.
+    the image. Training simulation (:mod:`napari_spbox.core.simulate`) uses this same rule: it turns
+    the click pair drawn by Eq. 7 (:func:`~napari_spbox.core.simulate.first_negative`) into the box.
+
+    Examples
+    --------
+    A negative 4 rows and 7 columns from the centre click: half-extents 4 and 7, c0- on a corner.
+
+    >>> box_from_pair(Click(10, 10, True), Click(14, 17, False), (32, 32))
+    Box(top=6, left=3, bottom=14, right=17)
+
+    Straight beside the centre: the row half-extent is raised to half the column one (0 -> 3).
+
+    >>> box_from_pair(Click(10, 10, True), Click(10, 16, False), (32, 32))
+    Box(top=7, left=4, bottom=13, right=16)
+
+    Near the image's corner the box (rows and columns -2..6) is clipped to the image.
+
+    >>> box_from_pair(Click(2, 2, True), Click(6, 6, False), (32, 32))
+    Box(top=0, left=0, bottom=6, right=6)
     """
     dr = abs(negative.row - positive.row)
     dc = abs(negative.col - positive.col)

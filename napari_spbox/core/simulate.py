@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .geometry import boundary_distance, farthest_point
 from .protocol import Box, Click, Session, box_from_pair
 from .superpixels import Superpixels
 
@@ -22,13 +23,6 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / float(a.height * a.width + b.height * b.width - inter)
 
 
-def _inner_point(mask: np.ndarray) -> tuple[int, int]:
-    """The object pixel farthest from its boundary."""
-    dt = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    r, c = np.unravel_index(np.argmax(dt), dt.shape)
-    return int(r), int(c)
-
-
 def centre_click(mask: np.ndarray, rng: np.random.Generator, displacement=(20, 50), tries: int = 30) -> Click:
     """First positive click: the mask centroid, moved inside for concave shapes, displaced 20-50 px.
 
@@ -38,7 +32,7 @@ def centre_click(mask: np.ndarray, rng: np.random.Generator, displacement=(20, 5
     rows, cols = np.nonzero(mask)
     r, c = int(round(rows.mean())), int(round(cols.mean()))
     if not mask[r, c]:
-        r, c = _inner_point(mask)
+        _, r, c = farthest_point(mask)
     lo, hi = displacement
     for scale in (1.0, 0.5, 0.25):
         for _ in range(tries):
@@ -174,7 +168,8 @@ def boxed_session(mask: np.ndarray, rng: np.random.Generator, jitter: float = 0.
 
 
 def _add_robot_clicks(session: Session, mask: np.ndarray, rng: np.random.Generator, max_extra: int) -> None:
-    inside = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    # the pixel farthest_point picks, from the map that also weighs the extra positives below
+    inside = boundary_distance(mask)
     r, c = np.unravel_index(np.argmax(inside), mask.shape)
     for _ in range(10):  # a little jitter, staying in the object
         rr, cc = int(r + rng.integers(-8, 9)), int(c + rng.integers(-8, 9))

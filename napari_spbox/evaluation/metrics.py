@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> float:
-    """Intersection over union of two bool masks, pixels in ``ignore`` excluded (1.0 if both empty)."""
-    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
-    if ignore is not None:
-        keep = ~np.asarray(ignore, bool)
-        pred, gt = pred & keep, gt & keep
-    union = np.count_nonzero(pred | gt)
-    return 1.0 if union == 0 else np.count_nonzero(pred & gt) / union
+from ..core.geometry import iou  # the one copy; re-exported for ``from .metrics import iou``
 
 
 def outline_band(gt: np.ndarray, width: int) -> np.ndarray:

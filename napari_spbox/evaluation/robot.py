@@ -10,17 +10,9 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from ..core.geometry import farthest_point
 from ..core.protocol import Box, Session
 from .metrics import iou, outline_band
-
-
-def _farthest(region: np.ndarray):
-    """(distance, row, col) of the pixel of ``region`` farthest from its boundary (0 if empty)."""
-    if not region.any():
-        return 0.0, None, None
-    dt = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-    r, c = np.unravel_index(np.argmax(dt), dt.shape)
-    return float(dt[r, c]), int(r), int(c)
 
 
 def next_click(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None, allowed_pos=None, allowed_neg=None):
@@ -34,8 +26,8 @@ def next_click(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = Non
         fn &= allowed_pos
     if allowed_neg is not None:
         fp &= allowed_neg
-    dn, rn, cn = _farthest(fn)
-    dp, rp, cp = _farthest(fp)
+    dn, rn, cn = farthest_point(fn)
+    dp, rp, cp = farthest_point(fp)
     if dn == 0 and dp == 0:
         return None
     return (rn, cn, True) if dn > dp else (rp, cp, False)
@@ -45,7 +37,7 @@ def paper_first_pair(gt: np.ndarray):
     """The paper's opening: positive at the object's centre (farthest from the boundary), negative just
     outside the object, placed so that the box of :func:`~napari_spbox.core.protocol.box_from_pair`
     covers the object's bounding box with a 3% margin."""
-    _, r, c = _farthest(gt)
+    _, r, c = farthest_point(gt)
     b = Box.from_mask(gt)
     margin = max(2, int(0.03 * max(b.height, b.width)))
     hr = max(r - b.top, b.bottom - r) + margin

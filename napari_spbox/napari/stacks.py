@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 from scipy import ndimage
 
+from ..core.geometry import farthest_point, iou
 from ..core.protocol import Session
 
 #: Stop when a slice's mask is smaller than this fraction of the previous slice's mask.
@@ -69,7 +70,7 @@ def stack_limits(volume, channel_axis: int | None = None, percentiles=(0.5, 99.5
     return lo, (hi if hi > lo else lo + 1.0)
 
 
-def to_uint8(image, limits) -> np.ndarray:
+def scale_to_uint8(image, limits) -> np.ndarray:
     """``image`` scaled so ``limits`` map to 0 and 255, as uint8 (NaN becomes 0)."""
     lo, hi = limits
     out = (np.asarray(image, dtype=np.float32) - lo) * (255.0 / (hi - lo))
@@ -108,7 +109,7 @@ def slice_image(volume, index: int, axis: int = 0, limits=None, channel_axis: in
         plane = np.moveaxis(plane, channel_axis - (channel_axis > axis), -1)
     if plane.ndim != (3 if channel_axis is not None else 2):
         raise ValueError(f"a slice of a {arr.shape} stack along axis {axis} is not a 2-D image")
-    plane = to_uint8(plane, limits if limits is not None else stack_limits(arr))
+    plane = scale_to_uint8(plane, limits if limits is not None else stack_limits(arr))
     return plane, (-1 if channel_axis is not None else None)
 
 
@@ -117,8 +118,9 @@ def next_session(mask, margin: float = BOX_MARGIN, seed: bool = False) -> Sessio
 
     Built with :meth:`Session.from_mask` from the grown rectangle, so the start is the correction
     start (S+/S- = 255), non-strict because nobody clicks on propagated slices. ``seed`` adds one
-    positive click at the point deepest inside ``mask``, for predictors that cannot start from a box
-    alone (the random walker needs a foreground seed).
+    positive click at the point deepest inside ``mask``, the image's edge counting as boundary
+    (:func:`~napari_spbox.core.geometry.farthest_point`), for predictors that cannot start from a
+    box alone (the random walker needs a foreground seed).
     """
     mask = np.asarray(mask, dtype=bool)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -130,15 +132,9 @@ def next_session(mask, margin: float = BOX_MARGIN, seed: bool = False) -> Sessio
     rect[top:bottom, max(0, cols[0] - grow_c) : min(w, cols[-1] + grow_c + 1)] = True
     session = Session.from_mask(rect, strict=False, keep=False)  # the rectangle is a box, not a mask
     if seed:
-        r, c = np.unravel_index(np.argmax(ndimage.distance_transform_edt(mask)), mask.shape)
-        session.add_click(int(r), int(c), True)
+        _, r, c = farthest_point(mask)  # the image's edge counts as the mask's boundary
+        session.add_click(r, c, True)
     return session
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two boolean masks (0 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 def keep_touching(mask, previous) -> np.ndarray:
@@ -223,7 +219,9 @@ def propagate(predictor, volume, start_index: int, start_mask, axis: int = 0, di
         predictor.set_image(image, channel_axis=ch)
         session = next_session(prev, margin, seed=getattr(predictor, "name", "") == "random-walker")
         mask = keep_touching(predictor.predict(session).mask, prev)
-        if mask.sum() < max(min_area, min_area_ratio * prev.sum()) or iou(mask, prev) < min_iou:
+        # two empty masks overlap 0 here (not geometry.iou's 1.0): nothing left is no match
+        overlap = iou(mask, prev) if prev.any() else 0.0
+        if mask.sum() < max(min_area, min_area_ratio * prev.sum()) or overlap < min_iou:
             return
         if min_contrast and contrast(image, mask) < min_contrast * start_contrast:
             return
@@ -292,7 +290,7 @@ def plane_image(data, plane, rgb: bool, channel=None):
     img = np.asarray(data[tuple(plane)])
     if rgb and channel is not None:
         img = img[..., channel]
-    return to_uint8(img, stack_limits(data)), (-1 if rgb and channel is None else None)
+    return scale_to_uint8(img, stack_limits(data)), (-1 if rgb and channel is None else None)
 
 
 def sub_volume(data, plane, axis: int):

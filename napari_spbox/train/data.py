@@ -19,7 +19,7 @@ from skimage.transform import resize
 from torch.utils.data import Dataset
 
 from ..core.image import to_rgb_float
-from ..core.predictor import guidance_region, zoom_window
+from ..core.predictor import THRESHOLD, guidance_region, zoom_window
 from ..core.protocol import Box
 from ..core.simulate import guidance_dropout, simulate_session
 from ..core.superpixels import SLIC_ITERATIONS, Superpixels, compute_superpixels
@@ -278,7 +278,7 @@ class ClickSampleDataset(Dataset):
         x, y, flip = self._render(rgb, mask, sp, session, window, seed)
         if bool((x[3:6] == 1).all()):
             return None
-        click = next_click(prob.numpy() > 0.49, y[0].numpy() > 0.5)
+        click = next_click(prob.numpy() > THRESHOLD, y[0].numpy() > 0.5)
         if click is None:
             return None
         r, c, positive = click
@@ -290,5 +290,5 @@ class ClickSampleDataset(Dataset):
         session.add_click(row, col, positive)
         x = self._render(rgb, mask, sp, session, window, seed)[0]
         if self.prev_mask:  # prob is in the input's own (possibly flipped) frame, as is the new input
-            x[6] = (prob > 0.49).float() * 2.0 - 1.0
+            x[6] = (prob > THRESHOLD).float() * 2.0 - 1.0
         return x
