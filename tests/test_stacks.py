@@ -1,4 +1,5 @@
-"""Stacks: the pure slice-to-slice propagation, the generated sample, and the widget on 3-D/4-D images.
+"""Stacks in the napari widget: annotating a slice of 3-D/4-D images and propagating it (the Qt-free
+propagation itself is tested in test_propagation.py).
 
 GUI tests run under ``xvfb-run -a``. The classical predictors need no weights: GrabCut for the
 propagation (it starts from a box alone, as the network does), the random walker for the clicks.
@@ -12,113 +13,14 @@ import pytest
 pytest.importorskip("napari")
 from qtpy.QtWidgets import QApplication  # noqa: E402
 from napari_spbox.predictors import make_predictor  # noqa: E402
-from napari_spbox.napari import SPBoxWidget, blobs3d_sample  # noqa: E402
+from napari_spbox.core.geometry import iou  # noqa: E402
+from napari_spbox.napari import SPBoxWidget  # noqa: E402
 from napari_spbox.napari import stacks  # noqa: E402
 from napari_spbox.napari._stack_data import blobs3d  # noqa: E402
 from napari_spbox.napari._controls import NEGATIVE, POSITIVE  # noqa: E402
 
-Z, H, W = 20, 96, 96
-MID = 10  # the slice the user annotates
-SPAN = list(range(5, 16))  # slices the ellipsoid covers
+from stack_volumes import H, MID, SPAN, W, Z, ellipsoid, run_both, volume  # noqa: E402, F401
 
-
-def ellipsoid(centre=(MID, 48, 50), axes=(5.5, 22, 18)):
-    zz, yy, xx = np.ogrid[:Z, :H, :W]
-    return sum(((g - c) / a) ** 2 for g, c, a in zip((zz, yy, xx), centre, axes)) <= 1
-
-
-def volume(dtype=np.uint16, seed=0):
-    """A bright ellipsoid on slices 5..15 of a dark, noisy 20x96x96 stack, and its mask."""
-    obj = ellipsoid()
-    vol = np.random.default_rng(seed).normal(1000, 60, (Z, H, W))
-    vol[obj] += 1500
-    return vol.clip(0).astype(dtype), obj
-
-
-def run_both(predictor, vol, mask, **kw):
-    out = {}
-    for direction in (1, -1):
-        for index, m in stacks.propagate(predictor, vol, MID, mask, direction=direction, **kw):
-            assert index not in out
-            out[index] = m
-    return out
-
-
-def iou(a, b):
-    return (a & b).sum() / max(1, (a | b).sum())
-
-
-# -- pure functions -------------------------------------------------------------------------------
-@pytest.mark.parametrize("method, rule", [("grabcut", {"min_contrast": 0.0}), ("random-walker", {})])
-def test_propagate_covers_the_blob_and_stops_where_it_vanishes(method, rule):
-    # GrabCut finds nothing in an empty slice, so the area/IoU rule alone stops it; the seeded random
-    # walker fills the box there and needs the contrast rule.
-    vol, obj = volume()
-    out = run_both(make_predictor(method), vol, obj[MID], **rule)
-    assert sorted(out) == [i for i in SPAN if i != MID]  # every other slice it spans, nothing beyond
-    for i, m in out.items():
-        assert m.shape == (H, W) and m.dtype == bool
-        assert iou(m, obj[i]) > 0.6, (i, iou(m, obj[i]))
-
-
-def test_propagate_two_channel_float_stack():
-    vol, obj = volume(np.float32)
-    two = np.stack([np.random.default_rng(5).normal(1000, 60, vol.shape).astype(np.float32), vol], axis=-1)
-    out = run_both(make_predictor("grabcut"), two, obj[MID], channel_axis=-1)
-    assert sorted(out) == [i for i in SPAN if i != MID]
-    assert min(iou(m, obj[i]) for i, m in out.items()) > 0.6
-
-
-def test_stop_rule_jump_and_max_slices():
-    obj = ellipsoid(centre=(MID, 30, 30), axes=(30, 14, 14))  # a column through every slice...
-    obj[13:] = ellipsoid(centre=(MID, 70, 70), axes=(30, 14, 14))[13:]  # ...that jumps away at slice 13
-    vol = np.random.default_rng(1).normal(1000, 60, (Z, H, W))
-    vol[obj] += 1500
-    pred = make_predictor("grabcut")
-    fwd = [i for i, _ in stacks.propagate(pred, vol.astype(np.uint16), MID, obj[MID], direction=1)]
-    assert fwd == [11, 12]  # slice 13 has nothing that overlaps slice 12's mask
-    few = [i for i, _ in stacks.propagate(pred, vol.astype(np.uint16), MID, obj[MID], direction=-1, max_slices=3)]
-    assert few == [9, 8, 7]
-    calls = iter([False, True])
-    assert [i for i, _ in stacks.propagate(pred, vol, MID, obj[MID], direction=-1, stop=lambda: next(calls))] == [9]
-    with pytest.raises(ValueError, match="empty"):
-        next(stacks.propagate(pred, vol, MID, np.zeros((H, W), bool)))
-
-
-def test_stack_limits_keep_empty_slices_dark():
-    vol, _ = volume()
-    lim = stacks.stack_limits(vol)
-    empty, _ = stacks.slice_image(vol, 0, limits=lim)
-    full, _ = stacks.slice_image(vol, MID, limits=lim)
-    # Per-slice stretching would make an empty slice as contrasty as a full one.
-    assert empty.dtype == np.uint8 and empty.max() < 128 and full.max() == 255
-
-
-def test_labels_update_keeps_other_ids():
-    data = np.zeros((4, 10, 10), np.int32)
-    data[2, :5, :5] = 7  # another object, partly under the new mask
-    data[2, 8, 8] = 3  # the object's old pixel outside the new mask
-    data[1, 0, 0] = 3  # the same object on another slice
-    mask = np.zeros((10, 10), bool)
-    mask[3:7, 3:7] = True
-    idx, values, wrote = stacks.labels_update(data, (2,), mask, 3)
-    data[idx] = values
-    assert wrote and (data[2, :5, :5] == 7).all() and data[2, 8, 8] == 0 and data[1, 0, 0] == 3
-    assert (data[2] == 3).sum() == 16 - 4
-
-
-def test_blobs3d_sample_is_small_deterministic_and_two_channel():
-    a, labels = blobs3d(return_labels=True)
-    assert a.shape == (16, 2, 128, 128) and a.dtype == np.uint16 and a.nbytes <= 2**21
-    np.testing.assert_array_equal(a, blobs3d())
-    assert labels[0].max() == 4 and labels[1].max() == 2
-    inside, outside = a[:, 0][labels[0] > 0].mean(), a[:, 0][labels[0] == 0].mean()
-    assert inside > outside + 150  # the nuclei stand out of the background
-    (data, kwargs, kind), = blobs3d_sample()
-    assert kind == "image" and kwargs["channel_axis"] == 1 and kwargs["scale"] == (2.0, 1.0, 1.0)
-
-
-# -- the widget -------------------------------------------------------------------------------------
 @pytest.fixture
 def stack_viewer(make_napari_viewer):
     def _make(image, scale=(3.0, 1.0, 1.0), labels=None):

@@ -1,60 +1,51 @@
-"""Stacks: carrying the widget's current object to neighbouring slices (:func:`.stacks.propagate_both`).
+"""Propagate / Stop of the dock widget: a small controller the widget owns.
 
-Kept apart from :mod:`._widget` so each file stays readable; the methods use the widget's controls,
-layers and runner.
+The widget decides what to propagate (it knows the layers, the slice and the object) and hands the controller
+plain values; the controller runs one :class:`~.stacks.PropagationRun` at a time and reports through two
+callables. The propagation itself is Qt-free (:func:`napari_spbox.core.propagation.propagate_both`).
 """
 
 from __future__ import annotations
 
 import copy
 
-import numpy as np
-from napari.utils.notifications import show_error
-
 from . import stacks
 
 
-class PropagationMixin:
-    """Propagate / Stop of :class:`~napari_spbox.napari.SPBoxWidget`."""
+class PropagationController:
+    """At most one propagation at a time; ``on_status(text)`` while it runs, ``on_done(text)`` once.
 
-    def propagate(self) -> None:
-        """Carry the current object (previewed, else object ``id`` on this slice) to neighbouring slices.
+    ``on_done``'s text starts with "SPBox" when the run failed.
+    """
 
-        Runs off the GUI thread (:func:`.stacks.propagate_both`); each slice is written into the
-        Labels layer as it arrives, under one id, leaving other ids alone. Stop ends it early.
+    def __init__(self, on_status, on_done, on_running=None):
+        self.run: stacks.PropagationRun | None = None
+        self._on_status, self._on_done = on_status, on_done
+        self._on_running = on_running or (lambda running: None)
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None
+
+    def start(self, predictor, image, channel, plane, axis, mask, directions, target, label: int,
+              overwrite: bool) -> None:
+        """Carry ``mask`` (object ``label`` on slice ``plane`` of ``image``) along ``axis`` into ``target``.
+
+        The predictor is copied: per-slice ``set_image`` calls must not disturb the one the clicks use.
         """
-        if self.prop_worker is not None or self.busy:
-            self.runner.then = None if self.prop_worker is not None else self.propagate
-            return
-        image, axis = self.image_combo.layer(), self.axis_combo.currentData()
-        if not self._is_stack(image) or axis is None or self.log is None:
-            self._tell("propagation needs a stack (choose 'slices (stack)' as the channel)")
-            return
-        if self.preview_mask is not None and self.log.session.clicks and self._preview_key == self.log.key:
-            self.commit()  # the previewed object becomes an id first; clear() keeps this slice
-        target, label, plane = self.target_layer(), self.id_spin.value(), self.plane
-        data = None if target is None else target.data
-        if data is None or data.ndim != len(plane) + 2 or not (mask := np.asarray(data[plane]) == label).any():
-            self._tell(f"object {label} is not on this slice of the labels layer: commit it first")
-            return
-        if self.predictor is None:
-            self._tell("the model is not loaded yet")
-            return
-        self.prop_worker = stacks.PropagationRun(
-            copy.copy(self.predictor),  # its own copy: set_image per slice must not disturb the click predictor
-            image, self.channel_combo.currentData(), plane, axis, mask,
-            stacks.DIRECTIONS[self.direction_combo.currentText()],
-            target, label, self.overwrite_box.isChecked(), on_status=self.status.setText, on_done=self._propagation_done)
-        self.stop_button.setEnabled(True)
+        if self.run is not None:
+            raise RuntimeError("a propagation is already running")
+        self.run = stacks.PropagationRun(copy.copy(predictor), image, channel, plane, axis, mask, directions,
+                                         target, label, overwrite, on_status=self._on_status,
+                                         on_done=self._finished)
+        self._on_running(True)
 
-    def _propagation_done(self, message: str) -> None:
-        self.prop_worker = None
-        self.stop_button.setEnabled(False)
-        self.status.setText(message)
-        if message.startswith("SPBox"):
-            show_error(message)
+    def stop(self) -> None:
+        """End the run after the slice being predicted; slices already written stay."""
+        if self.run is not None:
+            self.run.stop()
 
-    def stop_propagation(self) -> None:
-        """Stop a running propagation after the slice being predicted; written slices stay."""
-        if self.prop_worker is not None:
-            self.prop_worker.stop()
+    def _finished(self, message: str) -> None:
+        self.run = None
+        self._on_running(False)
+        self._on_done(message)

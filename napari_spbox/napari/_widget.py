@@ -17,16 +17,17 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QApplication, QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from ..core.postprocess import keep_clicked_components
+from ..core.propagation import labels_update, plane_image
 from . import stacks
 from ._controls import PREVIEW, HelperLayers, ModelSettings
 from ._engine import ClickLog, Job, PredictionRunner, _button, _ident, _LayerCombo, _row
-from ._propagation import PropagationMixin
+from ._propagation import PropagationController
 
 #: Shift+letter keys: napari's Points layer already uses the plain letters (Z pan/zoom, A select, ...).
 KEYS = {"commit": "Shift-C", "clear": "Shift-X", "undo": "Shift-Z"}
 
 
-class SPBoxWidget(PropagationMixin, QWidget):
+class SPBoxWidget(QWidget):
     """Dock widget for localized interactive instance segmentation.
 
     Parameters
@@ -48,8 +49,9 @@ class SPBoxWidget(PropagationMixin, QWidget):
         self.preview_mask: np.ndarray | None = None
         self._preview_key = None
         self.plane: tuple = ()  # leading data indices of the slice being segmented; () for 2-D images
-        self.prop_worker = None
         self._build_ui()
+        self.propagation = PropagationController(self.status.setText, self._propagation_done,
+                                                 self.stop_button.setEnabled)
         if predictor is not None:
             self.model_settings.show_predictor(predictor)
         self.runner = PredictionRunner(self._job, self._on_result, self._on_error, predictor,
@@ -126,7 +128,7 @@ class SPBoxWidget(PropagationMixin, QWidget):
         data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
         ch = self.channel_combo.currentData()
         if self._is_stack(layer):
-            return stacks.plane_image(layer.data[0] if layer.multiscale else layer.data, self.plane, layer.rgb, ch)
+            return plane_image(layer.data[0] if layer.multiscale else layer.data, self.plane, layer.rgb, ch)
         if layer.rgb:
             return (data, -1) if ch is None else (data[..., ch], None)
         if data.ndim == 2:
@@ -326,7 +328,7 @@ class SPBoxWidget(PropagationMixin, QWidget):
     def wait(self, timeout: float = 60.0) -> None:
         """Process Qt events until no prediction or propagation is running or waiting (tests, scripts)."""
         deadline = time.monotonic() + timeout
-        while self.busy or self.prop_worker is not None:
+        while self.busy or self.propagation.running:
             if time.monotonic() > deadline:
                 raise TimeoutError("SPBox prediction did not finish")
             QApplication.processEvents()
@@ -412,7 +414,7 @@ class SPBoxWidget(PropagationMixin, QWidget):
         if np.issubdtype(data.dtype, np.integer) and label > np.iinfo(data.dtype).max:
             self._tell(f"id {label} does not fit labels of type {data.dtype}", show_error)
             return
-        idx, values, wrote = stacks.labels_update(data, self.plane, mask, label, self.overwrite_box.isChecked())
+        idx, values, wrote = labels_update(data, self.plane, mask, label, self.overwrite_box.isChecked())
         target.data_setitem(idx, values)
         self.id_spin.setValue(label)
         self.clear()  # the next positive click starts the next object
@@ -420,3 +422,46 @@ class SPBoxWidget(PropagationMixin, QWidget):
             self._tell("the mask lies under other objects; tick 'overwrite' to replace them")
         else:
             self._tell(f"committed object {label} to '{target.name}'; click the next object", show_info)
+
+    # -- stacks ----------------------------------------------------------------------------------
+    @property
+    def prop_worker(self):
+        """The propagation running now (``None`` when none is)."""
+        return self.propagation.run
+
+    def propagate(self) -> None:
+        """Carry the current object (previewed, else object ``id`` on this slice) to neighbouring slices.
+
+        Runs off the GUI thread; each slice is written into the Labels layer as it arrives, under one id,
+        leaving other ids alone. Stop ends it early.
+        """
+        if self.propagation.running or self.busy:
+            self.runner.then = None if self.propagation.running else self.propagate
+            return
+        image, axis = self.image_combo.layer(), self.axis_combo.currentData()
+        if not self._is_stack(image) or axis is None or self.log is None:
+            self._tell("propagation needs a stack (choose 'slices (stack)' as the channel)")
+            return
+        if self.preview_mask is not None and self.log.session.clicks and self._preview_key == self.log.key:
+            self.commit()  # the previewed object becomes an id first; clear() keeps this slice
+        target, label, plane = self.target_layer(), self.id_spin.value(), self.plane
+        data = None if target is None else target.data
+        if data is None or data.ndim != len(plane) + 2 or not (mask := np.asarray(data[plane]) == label).any():
+            self._tell(f"object {label} is not on this slice of the labels layer: commit it first")
+            return
+        if self.predictor is None:
+            self._tell("the model is not loaded yet")
+            return
+        self.propagation.start(self.predictor, image, self.channel_combo.currentData(), plane, axis, mask,
+                               stacks.DIRECTIONS[self.direction_combo.currentText()], target, label,
+                               self.overwrite_box.isChecked())
+
+    def stop_propagation(self) -> None:
+        """Stop a running propagation after the slice being predicted; written slices stay."""
+        self.propagation.stop()
+
+    def _propagation_done(self, message: str) -> None:
+        if message.startswith("SPBox"):
+            self._tell(message.removeprefix("SPBox: "), show_error)
+        else:
+            self.status.setText(message)
