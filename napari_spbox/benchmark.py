@@ -9,8 +9,12 @@ ground truth) at its native size and resized to e.g. 480x640. Three things are t
   same session.
 
 GrabCut (5 iterations) predicts the very same :class:`~napari_spbox.core.protocol.Session` objects,
-so the ratio compares like with like. Images without ground truth (scikit-image's coffee cup) get a
-fixed click list instead of the robot user.
+so the ratio compares like with like.
+
+Without ``--data`` the bundled samples are measured (:data:`DEFAULT_DATA`: scikit-image's coffee cup
+and the nuclei sample of the napari plugin); nothing outside the package is looked for. Neither has
+ground truth in the package, so each is clicked by a fixed list (:data:`FIXED_CLICKS`) instead of
+the robot user; ``--data PATH`` (a dataset with ground truth, e.g. the GrabCut set) gets the robot.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 #: Sizes measured when ``--size`` is not given.
 DEFAULT_SIZES = ("native", "480x640")
-#: GrabCut objects used when ``--data`` is not given (the first few, by file name).
+#: Objects used of each ``--data`` dataset (the first few, by file name; ``--limit``'s default).
 DEFAULT_LIMIT = 4
 DEFAULT_CLICKS = 10
 #: Fewer later clicks than this per size make the p90 meaningless; the report says so.
@@ -39,33 +43,55 @@ COFFEE_CLICKS = [
     (0.45, 0.66, True), (0.30, 0.25, False), (0.55, 0.36, True), (0.92, 0.50, False),
 ]
 
+#: Fixed clicks for the nuclei sample (256x256, no ground truth in the package), as (row, col)
+#: pixels: the nucleus that ``nuclei-dev`` marks as ``8a26b134_29`` (rows 93-112, cols 53-70; its
+#: centre is the demo's click), positives inside it and negatives on the dark background around it,
+#: every one checked against that annotation, which is not shipped.
+NUCLEI_PIXEL_CLICKS = [
+    (102, 61, True), (116, 74, False), (95, 57, True), (90, 50, False), (110, 63, True),
+    (103, 74, False), (99, 67, True), (114, 54, False), (105, 56, True), (94, 70, False),
+]
+#: The same clicks as fractions of the image's side, so that they follow a resize.
+NUCLEI_CLICKS = [(r / 256, c / 256, p) for r, c, p in NUCLEI_PIXEL_CLICKS]
+
+#: The bundled samples ``--data`` takes by name (a folder of such a name: ``./coffee``), and the
+#: fixed clicks each gets.
+FIXED_CLICKS = {"coffee": COFFEE_CLICKS, "nuclei": NUCLEI_CLICKS}
+#: Measured when ``--data`` is not given: the bundled samples, the same on every machine.
+DEFAULT_DATA = ("coffee", "nuclei")
+
 PER_IMAGE_STAGES = ("set_image", "slic")
 PER_CLICK_STAGES = ("window", "guidance", "preprocess", "forward", "refine", "postprocess")
 
 
-def _default_data() -> list:
-    """The shared GrabCut set (repository checkout or the folder beside it) plus the coffee cup."""
-    root = Path(__file__).resolve().parents[1]
-    for candidate in (Path("shared/datasets/grabcut"), root / "shared/datasets/grabcut", root.parent / "shared/datasets/grabcut"):
-        if (candidate / "data_GT").is_dir():
-            return [str(candidate), "coffee"]
-    return ["coffee"]
+def load_sample(name: str):
+    """A bundled sample image: ``coffee`` (``skimage.data.coffee()``, 400x600 RGB) or ``nuclei``
+    (the napari plugin's DSB2018 nuclei, 256x256 grey, read with
+    :func:`napari_spbox.io.read_image`)."""
+    if name == "coffee":
+        from skimage import data as skdata
+
+        return skdata.coffee()
+    if name == "nuclei":
+        from .io import read_image
+        from .napari._sample_data import NUCLEI_FILE
+
+        return read_image(NUCLEI_FILE)
+    raise ValueError(f"no bundled sample {name!r}; the samples are {', '.join(FIXED_CLICKS)}")
 
 
 def load_images(data, limit: int | None) -> list:
     """``(name, image, gt or None, ignore or None)`` for the first ``limit`` objects of each source.
 
-    ``coffee`` names scikit-image's coffee cup; anything else goes to
-    :func:`napari_spbox.datasets.read_dataset`.
+    ``coffee`` and ``nuclei`` name the bundled samples (:func:`load_sample`; no ground truth);
+    anything else goes to :func:`napari_spbox.datasets.read_dataset`.
     """
     from .datasets import read_dataset
 
     out = []
     for source in data:
-        if source == "coffee":
-            from skimage import data as skdata
-
-            out.append(("coffee", skdata.coffee(), None, None))
+        if source in FIXED_CLICKS:
+            out.append((source, load_sample(source), None, None))
             continue
         items = read_dataset(source)
         for item in items[:limit] if limit else items:
@@ -136,24 +162,30 @@ def time_stages(predictor, session) -> dict:
     return out
 
 
-def _clicks_for(gt, ignore, shape):
-    """Click source: the robot user when there is ground truth, the fixed coffee list otherwise."""
+def _clicks_for(gt, ignore, shape, fixed_clicks=COFFEE_CLICKS):
+    """Click source: the robot user when there is ground truth, else ``fixed_clicks`` ((row, col)
+    fractions of the image, repeated as needed)."""
     if gt is not None:
         from .evaluation.robot import next_click
 
         return lambda k, mask: next_click(mask, gt, ignore)
     h, w = shape[:2]
-    fixed = [(min(h - 1, int(fr * h)), min(w - 1, int(fc * w)), p) for fr, fc, p in COFFEE_CLICKS]
+    fixed = [(min(h - 1, int(fr * h)), min(w - 1, int(fc * w)), p) for fr, fc, p in fixed_clicks]
     return lambda k, mask: fixed[k % len(fixed)]
 
 
-def bench_image(spbox, grabcut, image, gt, ignore, n_clicks: int) -> dict:
-    """Click one image ``n_clicks`` times; per-click times of SPBox (and GrabCut on the same sessions)."""
+def bench_image(spbox, grabcut, image, gt, ignore, n_clicks: int,
+                fixed_clicks=COFFEE_CLICKS) -> dict:
+    """Click one image ``n_clicks`` times; per-click times of SPBox (and GrabCut on the same
+    sessions).
+
+    Without ground truth (``gt`` None) the clicks are ``fixed_clicks`` (see :func:`_clicks_for`).
+    """
     from .core.protocol import Session
 
     rec = {stage: [] for stage in PER_IMAGE_STAGES + PER_CLICK_STAGES}
     rec.update(first=[], later=[], staged=[], gc_first=[], gc_later=[], slic_quality=[])
-    source = _clicks_for(gt, ignore, image.shape)
+    source = _clicks_for(gt, ignore, image.shape, fixed_clicks)
     session = Session(image.shape, strict=False)
     mask = np.zeros(image.shape[:2], dtype=bool)
     for k in range(n_clicks):
@@ -249,8 +281,9 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
     Parameters
     ----------
     data : list of str, optional
-        Dataset paths (any layout :func:`~napari_spbox.datasets.read_dataset` reads) or ``coffee``;
-        the shared GrabCut set and the coffee cup when omitted.
+        Dataset paths (any layout :func:`~napari_spbox.datasets.read_dataset` reads) or the names
+        of the bundled samples, ``coffee`` and ``nuclei``; both samples (:data:`DEFAULT_DATA`)
+        when omitted.
     limit : int, optional
         First ``limit`` objects of each dataset.
     clicks : int
@@ -285,7 +318,7 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
         torch.set_num_threads(threads)
         cv2.setNumThreads(threads)
     parsed = [(s, parse_size(s)) for s in sizes]
-    images = load_images(data or _default_data(), limit)
+    images = load_images(data or list(DEFAULT_DATA), limit)
 
     t0 = time.perf_counter()
     edges = "precise" if precise_edges else ("fast" if refine else "off")
@@ -303,7 +336,8 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
         per_size = {k: [] for k in keys}
         for name, image, gt, ignore in images:
             bar.set_postfix_str(f"{label} {name}")
-            rec = bench_image(spbox, gc, *resize_item(image, gt, ignore, size), clicks)
+            fixed = FIXED_CLICKS.get(name, COFFEE_CLICKS)
+            rec = bench_image(spbox, gc, *resize_item(image, gt, ignore, size), clicks, fixed)
             for k in keys:
                 per_size[k] += rec[k]
                 pooled[k] += rec[k]
@@ -371,7 +405,8 @@ def add_benchmark_parser(subparsers):
     """Register ``spbox benchmark`` on the ``spbox`` sub-command parsers; returns its parser."""
     b = subparsers.add_parser("benchmark", help="per-click latency, stage times and memory, against GrabCut")
     b.add_argument("--data", nargs="+", default=None,
-                   help="dataset paths, or 'coffee' (default: the shared GrabCut set and the coffee cup)")
+                   help="dataset paths, or 'coffee' / 'nuclei' (the bundled samples, clicked by "
+                        "fixed lists; default: both samples)")
     b.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="first N objects of each dataset")
     b.add_argument("--clicks", type=int, default=DEFAULT_CLICKS, help="robot-user clicks per image, first included")
     b.add_argument("--size", nargs="+", default=None, help="native and/or HxW (default: native 480x640)")

@@ -1,5 +1,8 @@
-"""``python -m napari_spbox.demo``: segment the coffee cup of ``skimage.data.coffee()`` with the shipped
-weights from the paper's opening pair of clicks plus one corrective click, and write an overlay PNG."""
+"""``python -m napari_spbox.demo``: segment two bundled samples with the shipped weights and write one PNG.
+
+An easy case first (one click gives a clean object), then a harder one: the coffee cup of
+``skimage.data.coffee()`` from the paper's opening pair of clicks plus one corrective click.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,24 @@ import sys
 #: (row, col, positive) in the 400x600 coffee image: centre of the cup, then a negative just outside
 #: its lower right (the box), then a negative on the saucer inside the box.
 DEMO_CLICKS = [(150, 290, True), (290, 418, False), (270, 180, False)]
+#: One positive click in the nuclei sample (256x256): the nucleus nuclei-dev marks as 8a26b134_29.
+EASY_CLICKS = [(102, 61, True)]
+
+
+def _samples():
+    from skimage import data
+
+    from .io import read_image
+    from .napari._sample_data import NUCLEI_FILE
+
+    return [("nuclei", read_image(NUCLEI_FILE), EASY_CLICKS, "a nucleus, 1 click"),
+            ("coffee", data.coffee(), DEMO_CLICKS, "coffee cup, 3 clicks")]
 
 
 def main(argv=None) -> int:
-    from skimage import data
-
-    from .predictors import make_predictor
     from .core.protocol import Session
-    from .report import save_overlay
+    from .predictors import PredictorSettings, make_predictor
+    from .report import save_overlays
 
     parser = argparse.ArgumentParser(prog="python -m napari_spbox.demo", description=__doc__)
     parser.add_argument("--out", default="demo.png")
@@ -24,15 +37,18 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
-    image = data.coffee()
-    predictor = make_predictor("spbox", weights=args.weights, device=args.device)
-    predictor.set_image(image)
-    session = Session(image.shape)
-    for k, (r, c, positive) in enumerate(DEMO_CLICKS, 1):
-        session.add_click(r, c, positive)
-        pred = predictor.predict(session)
-        print(f"click {k} ({'+' if positive else '-'} at row {r}, col {c}): {int(pred.mask.sum())} px, {pred.elapsed_ms:.0f} ms")
-    save_overlay(args.out, image, pred.mask, session, title="SPBox: coffee cup, 3 clicks")
+    predictor = make_predictor(PredictorSettings(weights=args.weights, device=args.device))
+    panels = []
+    for name, image, clicks, title in _samples():
+        predictor.set_image(image)
+        session = Session(image.shape[:2], strict=False)
+        for k, (r, c, positive) in enumerate(clicks, 1):
+            session.add_click(r, c, positive)
+            pred = predictor.predict(session)
+            print(f"{name} click {k} ({'+' if positive else '-'} at row {r}, col {c}): {int(pred.mask.sum())} px, "
+                  f"{pred.elapsed_ms:.0f} ms")
+        panels.append((image, pred.mask, session, f"SPBox: {title}"))
+    save_overlays(args.out, panels)
     print(f"wrote {args.out}")
     return 0
 

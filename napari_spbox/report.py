@@ -10,36 +10,49 @@ import numpy as np
 
 def save_overlay(path, image: np.ndarray, mask: np.ndarray, session=None, title: str | None = None) -> Path:
     """Write the image with the mask tinted, its outline, the box and the clicks (green +, red -)."""
+    return save_overlays(path, [(image, mask, session, title)])
+
+
+def save_overlays(path, panels) -> Path:
+    """Several overlays side by side in one PNG; ``panels`` holds ``(image, mask, session, title)`` tuples."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    aspects = [p[1].shape[1] / p[1].shape[0] for p in panels]
+    height = 8 / max(1.0, max(aspects)) if len(panels) == 1 else 5.0
+    fig, axes = plt.subplots(1, len(panels), figsize=(height * sum(aspects), height), dpi=100,
+                             gridspec_kw={"width_ratios": aspects}, squeeze=False)
+    for ax, (image, mask, session, title) in zip(axes[0], panels):
+        _draw_overlay(ax, image, mask, session, title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.02)
+    plt.close(fig)
+    return path
+
+
+def _draw_overlay(ax, image, mask, session, title) -> None:
     from matplotlib.patches import Rectangle
 
     from .core.image import to_rgb_float
 
-    rgb = to_rgb_float(image)
-    over = rgb.copy()
+    over = to_rgb_float(image).copy()
     over[mask] = 0.55 * over[mask] + 0.45 * np.array([0.1, 0.5, 1.0])
-    h, w = mask.shape
-    fig, ax = plt.subplots(figsize=(8, 8 * h / w), dpi=100)
     ax.imshow(over)
     if mask.any():
         ax.contour(mask.astype(float), levels=[0.5], colors=["yellow"], linewidths=1.2)
     if session is not None:
         if session.box is not None:
             b = session.box
-            ax.add_patch(Rectangle((b.left - 0.5, b.top - 0.5), b.width, b.height, fill=False, ec="orange", lw=1.5, ls="--"))
+            ax.add_patch(Rectangle((b.left - 0.5, b.top - 0.5), b.width, b.height, fill=False, ec="orange",
+                                   lw=1.5, ls="--"))
         for c in session.clicks:
             ax.plot(c.col, c.row, "o", ms=9, mec="white", mfc="lime" if c.positive else "red")
     ax.set_axis_off()
     if title:
         ax.set_title(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight", pad_inches=0.02)
-    plt.close(fig)
-    return path
 
 
 def write_csv(path, per_object: list, max_clicks: int = 20) -> Path:

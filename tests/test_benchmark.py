@@ -6,9 +6,15 @@ import pytest
 import torch
 
 from napari_spbox.benchmark import (
+    DEFAULT_DATA,
+    NUCLEI_CLICKS,
+    NUCLEI_PIXEL_CLICKS,
     PER_CLICK_STAGES,
     PER_IMAGE_STAGES,
+    _clicks_for,
     add_benchmark_parser,
+    load_images,
+    load_sample,
     parse_size,
     resize_item,
     summarise,
@@ -100,3 +106,35 @@ def test_sizes_and_summary():
     assert img.shape == (64, 48, 3) and gt.shape == (64, 48) and gt.all() and ign is None
     s = summarise([1.0, 2.0, 3.0, 10.0])
     assert s["median"] == 2.5 and s["p90"] > 3.0 and s["n"] == 4 and summarise([]) is None
+
+
+def test_default_data_is_the_bundled_samples_wherever_it_runs(tiny_setup, tmp_path, monkeypatch):
+    """Without --data the coffee cup and the nuclei sample are measured; a shared GrabCut folder
+    where the old default went looking for one is not picked up."""
+    _, weights = tiny_setup
+    (tmp_path / "shared" / "datasets" / "grabcut" / "data_GT").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "default.json"
+    assert _run(["--clicks", "2", "--size", "40x60", "--weights", str(weights), "--no-grabcut",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["images"] == list(DEFAULT_DATA) == ["coffee", "nuclei"]
+    assert res["click_ms"]["n"] == 2  # one later click on each sample
+
+
+def test_nuclei_sample_is_clicked_by_its_fixed_list():
+    """The nuclei sample has no ground truth in the package: a fixed list clicks it, positives on
+    the bright nucleus, negatives on the dark background, and the list follows a resize."""
+    [(name, image, gt, ignore)] = load_images(["nuclei"], limit=1)
+    assert name == "nuclei" and image.shape == (256, 256) and gt is None and ignore is None
+    assert np.array_equal(image, load_sample("nuclei"))
+    source = _clicks_for(None, None, image.shape, NUCLEI_CLICKS)
+    clicks = [source(k, None) for k in range(len(NUCLEI_CLICKS))]
+    assert clicks == NUCLEI_PIXEL_CLICKS and clicks[0][2] is True
+    for r, c, positive in clicks:
+        assert (image[r, c] > 60) if positive else (image[r, c] < 40)
+    small = _clicks_for(None, None, (128, 128), NUCLEI_CLICKS)(0, None)
+    assert small == (51, 30, True)  # the first click, halved with the image
+    assert source(len(NUCLEI_CLICKS), None) == clicks[0]  # the list repeats
+    with pytest.raises(ValueError, match="no bundled sample"):
+        load_sample("cells")

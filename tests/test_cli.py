@@ -188,3 +188,39 @@ def test_evaluate_in_worker_processes_gives_the_same_results(tiny_dataset, tmp_p
     assert main(["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(two), "--jobs", "2"]) == 0
     assert json.loads(two.read_text())["jobs"] == 2
     assert two.with_suffix(".csv").read_text() == one.with_suffix(".csv").read_text()  # every object, in order
+
+
+def test_every_sub_command_errors_in_one_line(capsys):
+    """Sub-commands registered by their packages (evaluation, train, benchmark, serve) are made by
+    ``sub.add_parser``, of the ``spbox`` parser's class: a usage error is one line for each."""
+    import argparse
+
+    from napari_spbox.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"segment", "evaluate", "plot", "compare", "plot-training", "train", "validate",
+            "average", "benchmark", "serve-cvat"} <= set(sub.choices)
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--no-such-flag"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1, (name, err)
+        # a sub-command missing its required arguments says so itself; one without them leaves the
+        # unknown flag to the spbox parser
+        assert err.startswith(("spbox: error:", f"spbox {name}: error:")) and "--help)" in err
+
+
+def test_parsing_a_command_loads_no_training_code_nor_torch():
+    """The command line starts fast: registering every sub-command imports no torch, and neither
+    does ``segment``'s parsing (its cmd function imports what it needs)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from napari_spbox.cli import build_parser\n"
+            "build_parser().parse_args(['segment', 'a.png', '--click', '1,2'])\n"
+            "names = ('torch', 'napari_spbox.train.loop', 'napari_spbox.train.data', "
+            "'napari_spbox.evaluation.robot', 'napari_spbox.model')\n"
+            "print([m for m in names if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -46,16 +46,16 @@ def _tiny_folder(tmp_path, disk_image, n=3):
 
 
 def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
-    from napari_spbox.train.loop import train
+    from napari_spbox.train.loop import TrainConfig, train
 
     data = _tiny_folder(tmp_path, disk_image)
     out = tmp_path / "run"
-    ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, p_boxed=0.5)
+    tiny = {"batch_size": 2, "size": 64, "val_objects": 0, "progress": False, "min_area": 100}
+    ckpt = train(TrainConfig([data], out, epochs=1, p_boxed=0.5, **tiny))
     assert ckpt.is_file() and (out / "weights.pt").is_file() and (out / "log.csv").read_text().count("\n") == 2
     assert not (out / "best.pt").exists()  # no validation, nothing to call best
     assert not (out / "weights_e1.pt").exists()
-    train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt,
-          p_boxed=0.5, keep_epochs=True)
+    train(TrainConfig([data], out, epochs=2, resume=ckpt, p_boxed=0.5, keep_epochs=True, **tiny))
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     assert load_model(out / "weights.pt") is not None
     kept = load_model(out / "weights_e2.pt").state_dict()  # --keep-epochs: each epoch's weights stay
@@ -64,21 +64,22 @@ def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
     assert recipe["epochs_planned"] == 2 and recipe["device"] == "cpu"
     log = (out / "log.csv").read_text()
     with pytest.raises(ValueError, match="holds another training run"):  # a fresh run would mix the two logs
-        train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100)
+        train(TrainConfig([data], out, epochs=1, **tiny))
     assert (out / "log.csv").read_text() == log
     last = load_model(out / "weights.pt").state_dict()
     assert all(torch.equal(kept[k], last[k]) for k in last)
 
 
 def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, disk_image):
-    from napari_spbox.train.loop import train
+    from napari_spbox.train.loop import TrainConfig, train
 
     data = _tiny_folder(tmp_path, disk_image)
     init = save_weights(build_network(pretrained=False), tmp_path / "init.pt")
     start = load_model(init).state_dict()
     # iterative clicks put the model in eval mode and back: BatchNorm must stay frozen through that too
-    ckpt = train([data], tmp_path / "run", epochs=1, batch_size=2, size=64, val_objects=0, progress=False,
-                 min_area=100, init=init, freeze_bn=True, p_iterative=1.0, lr=0.05)
+    ckpt = train(TrainConfig([data], tmp_path / "run", epochs=1, batch_size=2, size=64,
+                             val_objects=0, progress=False, min_area=100, init=init, freeze_bn=True,
+                             p_iterative=1.0, lr=0.05))
     end = torch.load(ckpt, weights_only=True)["model"]
     assert json.loads((tmp_path / "run" / "weights.json").read_text())["recipe"]["freeze_bn"] is True
     bn = [n for n, m in build_network(pretrained=False).named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -131,7 +132,7 @@ def test_weights_run_at_the_side_their_card_names(tmp_path, disk_image):
 
 
 def test_best_weights_follow_the_validation_noc(tmp_path):
-    from napari_spbox.train.loop import _improves
+    from napari_spbox.train.checkpoints import _improves
 
     card = tmp_path / "best.json"
     assert _improves({"noc@90": 9.0, "noc@85": 8.0}, card)  # first validated epoch
@@ -152,7 +153,7 @@ def test_pipeline_validation_scores_the_masks_a_user_gets(tmp_path, disk_image):
     from napari_spbox.evaluation.robot import evaluate
     from napari_spbox.model.inference import SPBoxPredictor
     from napari_spbox.train.data import training_items
-    from napari_spbox.train.loop import validate
+    from napari_spbox.train.validation import validate
 
     items = training_items([_tiny_folder(tmp_path, disk_image, n=2)])
     model = build_network(pretrained=False)
@@ -244,7 +245,7 @@ def test_iterative_training_click_lands_on_the_error(tmp_path, disk_image):
 
 
 def test_error_clicks_in_worker_processes_match_the_serial_ones(tmp_path, disk_image):
-    from napari_spbox.train.loop import _add_error_clicks, _error_click_pool
+    from napari_spbox.train.iterative import _add_error_clicks, _error_click_pool
 
     ds = _one_object_dataset(tmp_path, disk_image)
     ds.epoch = 3  # the workers must follow the training process's epoch, not the one they were forked with
@@ -341,7 +342,8 @@ def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_imag
 
     from napari_spbox.cli import main
     from napari_spbox.model.inference import SPBoxPredictor
-    from napari_spbox.train.loop import held_apart, train
+    from napari_spbox.train.loop import TrainConfig, train
+    from napari_spbox.train.validation import held_apart
 
     data = _tiny_folder(tmp_path, disk_image, n=30)
     assert held_apart([data], 100)[1]  # some images fall in the held-apart 5%
@@ -354,8 +356,8 @@ def test_validate_command_scores_kept_epochs_as_training_did(tmp_path, disk_imag
         return forward(self, x)
 
     monkeypatch.setattr(SPBoxPredictor, "forward", spy)
-    train([data], out, epochs=1, batch_size=2, size=288, val_objects=1, progress=False, min_area=100,
-          keep_epochs=True, max_steps=1, init=DEFAULT_WEIGHTS, lr=1e-4)
+    train(TrainConfig([data], out, epochs=1, batch_size=2, size=288, val_objects=1, progress=False,
+                      min_area=100, keep_epochs=True, max_steps=1, init=DEFAULT_WEIGHTS, lr=1e-4))
     assert sides and set(sides) == {288}  # validated at the side it trains at
     logged = next(csv.DictReader((out / "log.csv").open()))
     assert float(logged["val_noc90"]) < 10  # a network that segments the disk: the figures mean something
@@ -380,7 +382,7 @@ def test_previous_mask_training_feeds_the_networks_own_mask_and_resumes_only_as_
     and learns the new filters; a run resumed without the flag is refused by name."""
     from napari_spbox.datasets import Item
     from napari_spbox.train.data import ClickSampleDataset, SuperpixelCache
-    from napari_spbox.train.loop import train
+    from napari_spbox.train.loop import TrainConfig, train
 
     img, mask = disk_image
     Image.fromarray(img).save(tmp_path / "a.png")
@@ -404,20 +406,21 @@ def test_previous_mask_training_feeds_the_networks_own_mask_and_resumes_only_as_
     data = _tiny_folder(tmp_path, disk_image)
     init = save_weights(build_network(pretrained=False), tmp_path / "init.pt")
     out = tmp_path / "run"
-    ckpt = train([data], out, epochs=1, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, init=init,
-                 p_iterative=1.0, prev_mask=True, lr=0.05, max_iterative_clicks=3, iterative_decay=0.5)
+    tiny = {"batch_size": 2, "size": 64, "val_objects": 0, "progress": False, "min_area": 100}
+    ckpt = train(TrainConfig([data], out, epochs=1, init=init, p_iterative=1.0, prev_mask=True,
+                             lr=0.05, max_iterative_clicks=3, iterative_decay=0.5, **tiny))
     trained = load_model(out / "weights.pt")
     assert trained.in_channels == 7 and trained.encoder._conv_stem.weight[:, 6].abs().sum() > 0
     recipe = json.loads((out / "weights.json").read_text())["recipe"]
     assert recipe["prev_mask"] is True and recipe["iterative_decay"] == 0.5
     with pytest.raises(ValueError, match="trained with --prev-mask"):
-        train([data], out, epochs=2, batch_size=2, size=64, val_objects=0, progress=False, min_area=100, resume=ckpt)
+        train(TrainConfig([data], out, epochs=2, resume=ckpt, **tiny))
 
 
 def test_previous_mask_filters_learn_faster_than_the_rest():
     """The zero-started previous-mask filters get ``PREV_MASK_LR_SCALE`` times their gradient; nothing else does."""
     from napari_spbox.model.network import add_prev_mask_input
-    from napari_spbox.train.loop import PREV_MASK_LR_SCALE, _speed_up_prev_mask_filters
+    from napari_spbox.train.model_setup import PREV_MASK_LR_SCALE, _speed_up_prev_mask_filters
 
     torch.manual_seed(0)
     plain = add_prev_mask_input(build_network().train())
@@ -434,7 +437,7 @@ def test_previous_mask_filters_learn_faster_than_the_rest():
 
 def test_error_click_counts_decay_as_asked_and_uniform_stays_as_before():
     """``--iterative-decay q``: each further count q times as likely; 1 repeats the old uniform draws exactly."""
-    from napari_spbox.train.loop import error_click_rounds
+    from napari_spbox.train.schedule import error_click_rounds
 
     old, new = np.random.default_rng(3), np.random.default_rng(3)
     assert [int(old.integers(1, 11)) for _ in range(50)] == [error_click_rounds(new, 10) for _ in range(50)]
@@ -448,3 +451,88 @@ def test_error_click_counts_decay_as_asked_and_uniform_stays_as_before():
     assert abs((draws <= 3).mean() - 0.547) < 0.015  # the share of early corrections the option is for
     with pytest.raises(ValueError, match="iterative decay"):
         error_click_rounds(rng, 10, 0.0)
+
+
+
+def test_train_config_holds_the_options_and_checks_the_decay_before_any_work(tmp_path, monkeypatch):
+    """``train(TrainConfig(...))`` is the entry point; the keyword call from before the config
+    still makes the same config; a bad ``iterative_decay`` is refused when the config is made."""
+    import dataclasses
+
+    from napari_spbox.train import loop
+    from napari_spbox.train.data import MIN_AREA
+    from napari_spbox.train.loop import TrainConfig
+
+    config = TrainConfig([tmp_path], tmp_path / "run")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert defaults["repeats"] == 2 and defaults["val_clicks"] == 10
+    assert defaults["min_area"] == MIN_AREA
+    assert config.size == 320 and config.lr is None and config.iterative_decay == 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3
+    with pytest.raises(ValueError, match=r"iterative decay must be in \(0, 1\], got 0"):
+        TrainConfig([tmp_path], tmp_path / "run", iterative_decay=0)
+    with pytest.raises(ValueError, match="iterative decay"):  # the old call, checked as it was
+        loop.train([tmp_path], tmp_path / "run", iterative_decay=1.5)
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+    monkeypatch.setattr(loop, "_train", lambda c: c)  # the run itself is not what this checks
+    old_call = loop.train([tmp_path], tmp_path / "run", epochs=3, p_iterative=0.5)
+    assert old_call == TrainConfig([tmp_path], tmp_path / "run", epochs=3, p_iterative=0.5)
+    assert loop.train(config) is config
+    with pytest.raises(TypeError, match="TrainConfig"):
+        loop.train(config, epochs=3)
+
+
+def test_train_command_line_makes_the_config_it_always_passed():
+    """Every ``spbox train`` option lands on its :class:`TrainConfig` field; the others keep
+    their defaults."""
+    from napari_spbox.cli import build_parser
+    from napari_spbox.train.cli import train_config
+    from napari_spbox.train.loop import TrainConfig
+
+    args = build_parser().parse_args(["train", "--data", "a", "b", "--out", "o"])
+    # the command line's own defaults
+    assert train_config(args) == TrainConfig(["a", "b"], "o", repeats=1, size=320)
+    argv = ["train", "--data", "a", "--out", "o", "--arch", "resnet101", "--epochs", "3",
+            "--batch-size", "4", "--lr", "0.1", "--size", "96", "--repeats", "2", "--loss", "nfl",
+            "--variant", "eu", "--init", "w.pt", "--resume", "o/last.pt", "--seed", "7",
+            "--workers", "2", "--val-objects", "5", "--device", "cpu", "--max-steps", "9",
+            "--cache-dir", "c", "--threads", "1", "--iterative", "0.5", "--iterative-clicks", "4",
+            "--iterative-decay", "0.8", "--copy-paste", "0.1", "--boxed", "0.2", "--union", "0.3",
+            "--keep-epochs", "--prev-mask", "--freeze-bn", "--val-pipeline"]
+    assert train_config(build_parser().parse_args(argv)) == TrainConfig(
+        ["a"], "o", arch="resnet101", epochs=3, batch_size=4, lr=0.1, size=96, repeats=2,
+        loss="nfl", variant="eu", init="w.pt", resume="o/last.pt", seed=7, workers=2,
+        val_objects=5, device="cpu", max_steps=9, cache_dir="c", threads=1, p_iterative=0.5,
+        max_iterative_clicks=4, iterative_decay=0.8, p_paste=0.1, p_boxed=0.2, p_union=0.3,
+        keep_epochs=True, prev_mask=True, freeze_bn=True, val_pipeline=True)
+
+
+def test_loop_still_exports_the_names_it_had_before_the_split():
+    from napari_spbox.train import (checkpoints, iterative, loop, losses, model_setup, schedule,
+                                    validation)
+
+    moved = {checkpoints: ["_log_epoch", "_improves", "write_log_json"],
+             iterative: ["_add_error_clicks", "_error_click_on", "_pool_init", "_error_click",
+                         "_error_click_pool"],
+             losses: ["normalized_focal_loss"],
+             model_setup: ["PREV_MASK_LR_SCALE", "_speed_up_prev_mask_filters", "_batch_norms",
+                           "_train_mode"],
+             schedule: ["error_click_rounds", "_check_decay"],
+             validation: ["validate", "held_apart", "_filter_area"]}
+    for module, names in moved.items():
+        for name in names:
+            assert getattr(loop, name) is getattr(module, name), name
+
+
+def test_learning_rate_warms_up_then_decays_as_before():
+    from napari_spbox.train.schedule import base_lr, learning_rate
+
+    assert base_lr(8) == 0.01 * 8 * 1 / 8 and base_lr(16, 2) == 0.01 * 16 * 2 / 8
+    for step in (0, 1, 150, 199, 200, 500, 998, 999, 1200):  # the loop's expression, as it was
+        assert learning_rate(0.02, step, 1000) == 0.02 * min(1.0, (step + 1) / 200) * (
+            1 - min(step, 999) / 1000) ** 0.9
+    assert learning_rate(0.02, 0, 1000) == pytest.approx(0.02 / 200)
+    assert learning_rate(0.02, 199, 10**9) == pytest.approx(0.02)  # warm at step 200
+    assert 0 < learning_rate(0.02, 999, 1000) < learning_rate(0.02, 998, 1000)
