@@ -5,7 +5,7 @@ APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcb-iccc
 	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xinput0 libxcb-xfixes0 \
 	libxcb-shape0 libxcb-cursor0 libdbus-1-3 libegl1 libfontconfig1
 
-.PHONY: demo test system-deps
+.PHONY: demo test lint system-deps
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -33,3 +33,7 @@ system-deps:
 
 test: system-deps $(VENV)/.all
 	xvfb-run -a $(PY) -m pytest -q -p no:cacheprovider
+
+# ruff: the default rules plus line length (pyproject.toml); CI runs it before the tests.
+lint: $(VENV)/.all
+	$(VENV)/bin/ruff check .

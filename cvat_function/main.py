@@ -31,5 +31,8 @@ def handler(context, event):
     """Answer one CVAT interactor call: 200 ``{"mask": ...}``, or 400 / 500 ``{"error": ...}``."""
     status, body = context.user_data.model.handle(event.body)
     if status != 200:
-        context.logger.warn(f"spbox: status {status}: {body[:500]}")
-    return context.Response(body=body, headers={}, content_type="application/json", status_code=status)
+        # Nuclio's logger has warn(), not warning()
+        context.logger.warn(f"spbox: status {status}: {body[:500]}")  # noqa: G010
+    return context.Response(
+        body=body, headers={}, content_type="application/json", status_code=status
+    )

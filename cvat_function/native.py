@@ -10,16 +10,16 @@ machine that has the model (the agent pulls the requests from CVAT, no port is o
         --function-file cvat_function/native.py -p device=str:cuda
 
 Parameters (``-p NAME=str:VALUE``): ``method`` (``spbox``, ``grabcut``, ``random-walker``),
-``weights`` (default: shipped), ``device`` (``cpu`` / ``cuda``); ``-p precise_edges=bool:true`` refines
-each outline at full size (slower clicks). The prompts are turned into a
+``weights`` (default: shipped), ``device`` (``cpu`` / ``cuda``); ``-p precise_edges=bool:true``
+refines each outline at full size (slower clicks). The prompts are turned into a
 session with the same rule as the Nuclio function (:mod:`napari_spbox.cvat`): a box when the user
 drew one, otherwise first positive + first negative.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import cvat_sdk.auto_annotation as cvataa
+import numpy as np
 from cvat_sdk.masks import encode_mask
 
 from napari_spbox.cvat import InteractorService, request_from_prompts
@@ -42,14 +42,21 @@ class SPBoxInteraction:
         return np.asarray(image.convert("RGB"))
 
     def detect(self, context, pp_image, prompts) -> list:
-        req = request_from_prompts(pp_image, prompts.pos_points, prompts.neg_points, prompts.bounding_box)
+        req = request_from_prompts(
+            pp_image, prompts.pos_points, prompts.neg_points, prompts.bounding_box
+        )
         mask = self.service.predict(req)
         if not mask.any():
             return []
         return [cvataa.InteractionResultShape(type="mask", points=encode_mask(mask))]
 
 
-def create(method: str = "spbox", weights: str = "", device: str = "cpu", precise_edges: bool = False) -> SPBoxInteraction:
+def create(
+    method: str = "spbox", weights: str = "", device: str = "cpu", precise_edges: bool = False
+) -> SPBoxInteraction:
     """Factory cvat-cli calls with the ``-p`` parameters; loads the model once."""
-    return SPBoxInteraction(InteractorService.create(method, weights=weights or None, device=device,
-                                                     precise_edges=precise_edges))
+    return SPBoxInteraction(
+        InteractorService.create(
+            method, weights=weights or None, device=device, precise_edges=precise_edges
+        )
+    )

@@ -1,8 +1,9 @@
-"""Regenerate ``docs/napari_widget.png``: the dock widget on the coffee sample with the shipped model.
+"""Regenerate ``docs/napari_widget.png``: the dock widget on the coffee sample with the shipped
+model.
 
 Run under a display (``xvfb-run -a .venv/bin/python docs/screenshot.py``). Clicks follow the paper's
-protocol: a positive at the cup's centre, a negative just outside it (the box), commit; then a second
-object (the saucer) with two corrective negatives is left in preview so both layers show.
+protocol: a positive at the cup's centre, a negative just outside it (the box), commit; then a
+second object (the saucer) with two corrective negatives is left in preview so both layers show.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_spbox.predictors import make_predictor
 from napari_spbox.napari import SPBoxWidget, coffee_sample
 from napari_spbox.napari._controls import NEGATIVE, POSITIVE
+from napari_spbox.predictors import make_predictor
 
 OUT = Path(__file__).resolve().parent / "napari_widget.png"
 
 
 def main(out=OUT) -> Path:
     viewer = napari.Viewer(show=True)
-    (data, kwargs, _), = coffee_sample()
+    ((data, kwargs, _),) = coffee_sample()
     viewer.add_image(data, **kwargs)
     widget = SPBoxWidget(viewer, predictor=make_predictor("spbox"))
     viewer.window.add_dock_widget(widget, name="SPBox segmentation")

@@ -3,10 +3,12 @@
 Each image is clicked by the standard robot user (next click on the current prediction versus the
 ground truth) at its native size and resized to e.g. 480x640. Three things are timed per image:
 
-* the **first click**: ``set_image`` + SLIC + guidance + network, what a user waits for on a new image;
-* every **later click**: ``predict`` with cached superpixels, what a user waits for while correcting;
-* the **stages** of a later click, timed by ``predict``'s ``on_stage`` hook on one more call with the
-  same session.
+* the **first click**: ``set_image`` + SLIC + guidance + network, what a user waits for on a new
+  image;
+* every **later click**: ``predict`` with cached superpixels, what a user waits for while
+  correcting;
+* the **stages** of a later click, timed by ``predict``'s ``on_stage`` hook on one more call with
+  the same session.
 
 GrabCut (5 iterations) predicts the very same :class:`~napari_spbox.core.protocol.Session` objects,
 so the ratio compares like with like.
@@ -19,6 +21,7 @@ the robot user; ``--data PATH`` (a dataset with ground truth, e.g. the GrabCut s
 
 from __future__ import annotations
 
+import itertools
 import json
 import resource
 import sys
@@ -35,12 +38,22 @@ DEFAULT_CLICKS = 10
 #: Fewer later clicks than this per size make the p90 meaningless; the report says so.
 MIN_LATER_CLICKS = 30
 
-#: Fixed clicks for the coffee cup (no ground truth), as (row, col) fractions of the image: centre of
-#: the coffee, a negative on the saucer that sets the box, then corrections on handle, saucer, spoon.
+#: Fixed clicks for the coffee cup (no ground truth), as (row, col) fractions of the image: centre
+#: of the coffee, a negative on the saucer that sets the box, then corrections on handle, saucer,
+#: spoon.
 COFFEE_CLICKS = [
-    (0.38, 0.48, True), (0.88, 0.78, False), (0.72, 0.40, True), (0.80, 0.60, False),
-    (0.70, 0.55, True), (0.62, 0.69, False), (0.08, 0.48, True), (0.85, 0.30, False),
-    (0.45, 0.66, True), (0.30, 0.25, False), (0.55, 0.36, True), (0.92, 0.50, False),
+    (0.38, 0.48, True),
+    (0.88, 0.78, False),
+    (0.72, 0.40, True),
+    (0.80, 0.60, False),
+    (0.70, 0.55, True),
+    (0.62, 0.69, False),
+    (0.08, 0.48, True),
+    (0.85, 0.30, False),
+    (0.45, 0.66, True),
+    (0.30, 0.25, False),
+    (0.55, 0.36, True),
+    (0.92, 0.50, False),
 ]
 
 #: Fixed clicks for the nuclei sample (256x256, no ground truth in the package), as (row, col)
@@ -48,8 +61,16 @@ COFFEE_CLICKS = [
 #: centre is the demo's click), positives inside it and negatives on the dark background around it,
 #: every one checked against that annotation, which is not shipped.
 NUCLEI_PIXEL_CLICKS = [
-    (102, 61, True), (116, 74, False), (95, 57, True), (90, 50, False), (110, 63, True),
-    (103, 74, False), (99, 67, True), (114, 54, False), (105, 56, True), (94, 70, False),
+    (102, 61, True),
+    (116, 74, False),
+    (95, 57, True),
+    (90, 50, False),
+    (110, 63, True),
+    (103, 74, False),
+    (99, 67, True),
+    (114, 54, False),
+    (105, 56, True),
+    (94, 70, False),
 ]
 #: The same clicks as fractions of the image's side, so that they follow a resize.
 NUCLEI_CLICKS = [(r / 256, c / 256, p) for r, c, p in NUCLEI_PIXEL_CLICKS]
@@ -117,7 +138,8 @@ def parse_size(text: str):
 
 
 def resize_item(image, gt, ignore, size):
-    """Resize to ``size``, swapped for portrait images so the pixel count matches without distortion."""
+    """Resize to ``size``, swapped for portrait images so the pixel count matches without
+    distortion."""
     if size is None:
         return image, gt, ignore
     import cv2
@@ -129,7 +151,11 @@ def resize_item(image, gt, ignore, size):
     image = cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=interp)
 
     def nearest(m):
-        return None if m is None else cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        return (
+            None
+            if m is None
+            else cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        )
 
     return image, nearest(gt), nearest(ignore)
 
@@ -143,13 +169,15 @@ def summarise(values) -> dict | None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on
+    macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def time_stages(predictor, session) -> dict:
-    """Milliseconds of each stage of one click, timed on the real click path (``predict``'s stage hook).
+    """Milliseconds of each stage of one click, timed on the real click path (``predict``'s stage
+    hook).
 
     Superpixels must already be cached (this times a later click). A stage met more than once (a
     click before the box runs the network twice) gets the sum of its times.
@@ -157,7 +185,7 @@ def time_stages(predictor, session) -> dict:
     stamps = [("start", time.perf_counter())]
     predictor.predict(session, on_stage=lambda stage: stamps.append((stage, time.perf_counter())))
     out: dict = {}
-    for (_, t0), (stage, t1) in zip(stamps, stamps[1:]):
+    for (_, t0), (stage, t1) in itertools.pairwise(stamps):
         out[stage] = out.get(stage, 0.0) + (t1 - t0) * 1000.0
     return out
 
@@ -174,8 +202,9 @@ def _clicks_for(gt, ignore, shape, fixed_clicks=COFFEE_CLICKS):
     return lambda k, mask: fixed[k % len(fixed)]
 
 
-def bench_image(spbox, grabcut, image, gt, ignore, n_clicks: int,
-                fixed_clicks=COFFEE_CLICKS) -> dict:
+def bench_image(
+    spbox, grabcut, image, gt, ignore, n_clicks: int, fixed_clicks=COFFEE_CLICKS
+) -> dict:
     """Click one image ``n_clicks`` times; per-click times of SPBox (and GrabCut on the same
     sessions).
 
@@ -231,14 +260,19 @@ def _slic_quality(spbox, gt) -> dict:
     t0 = time.perf_counter()
     default = compute_superpixels(spbox.rgb, spbox.n_segments, max_num_iter=10)
     ms = (time.perf_counter() - t0) * 1000.0
-    return {"used": superpixel_quality(spbox.superpixels.labels, gt),
-            "default_10_iterations": {**superpixel_quality(default.labels, gt), "ms": ms}}
+    return {
+        "used": superpixel_quality(spbox.superpixels.labels, gt),
+        "default_10_iterations": {**superpixel_quality(default.labels, gt), "ms": ms},
+    }
 
 
 def _mean_quality(records: list) -> dict | None:
     if not records:
         return None
-    return {k: {m: float(np.mean([r[k][m] for r in records])) for m in records[0][k]} for k in records[0]}
+    return {
+        k: {m: float(np.mean([r[k][m] for r in records])) for m in records[0][k]}
+        for k in records[0]
+    }
 
 
 def _report(rec: dict) -> dict:
@@ -249,17 +283,22 @@ def _report(rec: dict) -> dict:
         "click_ms": spbox,
         # the stage-timed click (a second predict of the same session): its stages sum to this
         "staged_click_ms": summarise(rec["staged"]),
-        "stages_ms": {s: (summarise(rec[s]) or {}).get("median") for s in PER_IMAGE_STAGES + PER_CLICK_STAGES},
+        "stages_ms": {
+            s: (summarise(rec[s]) or {}).get("median") for s in PER_IMAGE_STAGES + PER_CLICK_STAGES
+        },
         "grabcut_first_click_ms": summarise(rec["gc_first"]),
         "grabcut_click_ms": gc,
         # median over median: a robust "how many times GrabCut's cost" per later click
-        "ratio_vs_grabcut": spbox["median"] / gc["median"] if spbox and gc and gc["median"] > 0 else None,
+        "ratio_vs_grabcut": spbox["median"] / gc["median"]
+        if spbox and gc and gc["median"] > 0
+        else None,
         "slic_quality": _mean_quality(rec["slic_quality"]),
     }
 
 
 def _warm_up(spbox, grabcut) -> None:
-    """One throw-away click on a small image: lazy allocator and kernel set-up stay out of the figures."""
+    """One throw-away click on a small image: lazy allocator and kernel set-up stay out of the
+    figures."""
     from .core.protocol import Session
 
     rng = np.random.default_rng(0)
@@ -273,9 +312,20 @@ def _warm_up(spbox, grabcut) -> None:
             predictor.predict(session)
 
 
-def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DEFAULT_CLICKS, sizes=DEFAULT_SIZES,
-                  device: str = "cpu", weights=None, threads: int | None = None, grabcut: bool = True,
-                  progress: bool = True, backend: str = "auto", refine: bool = True, precise_edges: bool = False) -> dict:
+def run_benchmark(
+    data=None,
+    limit: int | None = DEFAULT_LIMIT,
+    clicks: int = DEFAULT_CLICKS,
+    sizes=DEFAULT_SIZES,
+    device: str = "cpu",
+    weights=None,
+    threads: int | None = None,
+    grabcut: bool = True,
+    progress: bool = True,
+    backend: str = "auto",
+    refine: bool = True,
+    precise_edges: bool = False,
+) -> dict:
     """Run the benchmark and return the JSON-ready summary (see the module docstring).
 
     Parameters
@@ -322,16 +372,23 @@ def run_benchmark(data=None, limit: int | None = DEFAULT_LIMIT, clicks: int = DE
 
     t0 = time.perf_counter()
     edges = "precise" if precise_edges else ("fast" if refine else "off")
-    spbox = make_predictor(PredictorSettings("spbox", weights=weights, device=device, backend=backend,
-                                             edges=edges))
+    spbox = make_predictor(
+        PredictorSettings("spbox", weights=weights, device=device, backend=backend, edges=edges)
+    )
     load_ms = (time.perf_counter() - t0) * 1000.0
     gc = make_predictor(PredictorSettings("grabcut", iterations=5)) if grabcut else None
     _warm_up(spbox, gc)
 
-    keys = PER_IMAGE_STAGES + PER_CLICK_STAGES + ("first", "later", "staged", "gc_first", "gc_later", "slic_quality")
+    keys = (
+        PER_IMAGE_STAGES
+        + PER_CLICK_STAGES
+        + ("first", "later", "staged", "gc_first", "gc_later", "slic_quality")
+    )
     pooled = {k: [] for k in keys}
     by_size = {}
-    bar = tqdm(total=len(parsed) * len(images), desc="benchmark", unit="image", disable=not progress)
+    bar = tqdm(
+        total=len(parsed) * len(images), desc="benchmark", unit="image", disable=not progress
+    )
     for label, size in parsed:
         per_size = {k: [] for k in keys}
         for name, image, gt, ignore in images:
@@ -369,32 +426,64 @@ def format_table(result: dict) -> str:
         return f"{s['median']:7.1f} /{s['p90']:7.1f}" if s else f"{'-':>16}"
 
     labels = list(result["by_size"])
-    lines = [f"{'size':<10} {'first click':>16} {'later click':>16} {'GrabCut click':>16} {'ratio':>6} {'n':>4}"]
+    lines = [
+        (
+            f"{'size':<10} {'first click':>16} {'later click':>16} {'GrabCut click':>16} "
+            f"{'ratio':>6} {'n':>4}"
+        )
+    ]
     for label in labels + ["all"]:
         r = result if label == "all" else result["by_size"][label]
-        ratio = f"{r['ratio_vs_grabcut']:6.2f}" if r["ratio_vs_grabcut"] is not None else f"{'-':>6}"
+        ratio = (
+            f"{r['ratio_vs_grabcut']:6.2f}" if r["ratio_vs_grabcut"] is not None else f"{'-':>6}"
+        )
         n = r["click_ms"]["n"] if r["click_ms"] else 0
-        lines.append(f"{label:<10} {mp(r['first_click_ms'])} {mp(r['click_ms'])} {mp(r['grabcut_click_ms'])} {ratio} {n:>4}")
+        lines.append(
+            f"{label:<10} {mp(r['first_click_ms'])} {mp(r['click_ms'])} "
+            f"{mp(r['grabcut_click_ms'])} {ratio} {n:>4}"
+        )
     lines.append("")
     lines.append(f"{'stage (median ms)':<18}" + "".join(f"{label:>10}" for label in labels))
     for stage in PER_IMAGE_STAGES + PER_CLICK_STAGES:
         cells = [result["by_size"][label]["stages_ms"][stage] for label in labels]
-        lines.append(f"{stage:<18}" + "".join(f"{c:10.1f}" if c is not None else f"{'-':>10}" for c in cells))
+        lines.append(
+            f"{stage:<18}" + "".join(f"{c:10.1f}" if c is not None else f"{'-':>10}" for c in cells)
+        )
     lines.append("")
-    lines.append(f"device {result['device']} ({result['backend']}), torch threads {result['torch_threads']}, "
-                 f"peak RSS {result['peak_rss_mb']:.0f} MiB, model load {result['model_load_ms']:.0f} ms")
+    lines.append(
+        f"device {result['device']} ({result['backend']}), "
+        f"torch threads {result['torch_threads']}, "
+        f"peak RSS {result['peak_rss_mb']:.0f} MiB, model load {result['model_load_ms']:.0f} ms"
+    )
     return "\n".join(lines)
 
 
 def cmd_benchmark(args) -> int:
-    result = run_benchmark(args.data, args.limit, args.clicks, args.size or list(DEFAULT_SIZES), args.device,
-                           args.weights, args.threads, grabcut=not args.no_grabcut, backend=args.backend,
-                           refine=not args.no_refine, precise_edges=args.precise_edges)
+    result = run_benchmark(
+        args.data,
+        args.limit,
+        args.clicks,
+        args.size or list(DEFAULT_SIZES),
+        args.device,
+        args.weights,
+        args.threads,
+        grabcut=not args.no_grabcut,
+        backend=args.backend,
+        refine=not args.no_refine,
+        precise_edges=args.precise_edges,
+    )
     print(format_table(result))
-    short = [label for label, r in result["by_size"].items() if not r["click_ms"] or r["click_ms"]["n"] < MIN_LATER_CLICKS]
+    short = [
+        label
+        for label, r in result["by_size"].items()
+        if not r["click_ms"] or r["click_ms"]["n"] < MIN_LATER_CLICKS
+    ]
     if short:
-        print(f"note: fewer than {MIN_LATER_CLICKS} later clicks for {', '.join(short)}: "
-              "raise --limit or --clicks for a stable p90", file=sys.stderr)
+        print(
+            f"note: fewer than {MIN_LATER_CLICKS} later clicks for {', '.join(short)}: "
+            "raise --limit or --clicks for a stable p90",
+            file=sys.stderr,
+        )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
@@ -403,21 +492,49 @@ def cmd_benchmark(args) -> int:
 
 def add_benchmark_parser(subparsers):
     """Register ``spbox benchmark`` on the ``spbox`` sub-command parsers; returns its parser."""
-    b = subparsers.add_parser("benchmark", help="per-click latency, stage times and memory, against GrabCut")
-    b.add_argument("--data", nargs="+", default=None,
-                   help="dataset paths, or 'coffee' / 'nuclei' (the bundled samples, clicked by "
-                        "fixed lists; default: both samples)")
-    b.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="first N objects of each dataset")
-    b.add_argument("--clicks", type=int, default=DEFAULT_CLICKS, help="robot-user clicks per image, first included")
-    b.add_argument("--size", nargs="+", default=None, help="native and/or HxW (default: native 480x640)")
+    b = subparsers.add_parser(
+        "benchmark", help="per-click latency, stage times and memory, against GrabCut"
+    )
+    b.add_argument(
+        "--data",
+        nargs="+",
+        default=None,
+        help="dataset paths, or 'coffee' / 'nuclei' (the bundled samples, clicked by "
+        "fixed lists; default: both samples)",
+    )
+    b.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, help="first N objects of each dataset"
+    )
+    b.add_argument(
+        "--clicks",
+        type=int,
+        default=DEFAULT_CLICKS,
+        help="robot-user clicks per image, first included",
+    )
+    b.add_argument(
+        "--size", nargs="+", default=None, help="native and/or HxW (default: native 480x640)"
+    )
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--weights", default=None, help="weights file (default: the shipped weights)")
-    b.add_argument("--backend", default="auto", choices=("auto", "onnx", "fused", "torch"),
-                   help="how the network runs: auto (ONNX Runtime if installed, else fused torch), onnx, fused, torch")
-    b.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads (default: theirs)")
+    b.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "onnx", "fused", "torch"),
+        help="how the network runs: auto (ONNX Runtime if installed, else fused torch), "
+        "onnx, fused, torch",
+    )
+    b.add_argument(
+        "--threads", type=int, default=None, help="torch and OpenCV threads (default: theirs)"
+    )
     b.add_argument("--json", default=None, help="write the full results here")
-    b.add_argument("--no-refine", action="store_true", help="time the click without edge refinement")
-    b.add_argument("--precise-edges", action="store_true", help="time the full-size, 3-iteration edge refinement")
+    b.add_argument(
+        "--no-refine", action="store_true", help="time the click without edge refinement"
+    )
+    b.add_argument(
+        "--precise-edges",
+        action="store_true",
+        help="time the full-size, 3-iteration edge refinement",
+    )
     b.add_argument("--no-grabcut", action="store_true", help="skip the OpenCV GrabCut comparison")
     b.set_defaults(func=cmd_benchmark)
     return b

@@ -17,7 +17,6 @@ import numpy as np
 
 from .predictors import METHODS
 
-
 _POSITIVE = ("+", "pos", "p", "1", "positive")
 _NEGATIVE = ("-", "neg", "n", "0", "negative")
 
@@ -33,16 +32,21 @@ def _click(text: str):
             raise ValueError
         x, y = float(parts[0]), float(parts[1])
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a click is x,y or x,y,pos or x,y,neg; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"a click is x,y or x,y,pos or x,y,neg; got {text!r}"
+        ) from None
     sign = parts[2].lower() if len(parts) == 3 else "pos"
     if sign not in _POSITIVE + _NEGATIVE:
-        raise argparse.ArgumentTypeError(f"the third part of a click is pos or neg (or + / -); got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"the third part of a click is pos or neg (or + / -); got {text!r}"
+        )
     return (y, x, sign in _POSITIVE)
 
 
 def _method_options(args) -> dict:
-    """``--weights`` / ``--device`` as settings: they belong to the spbox method, and another method given with
-    a weights file is an error (:class:`~napari_spbox.predictors.PredictorSettings` says so)."""
+    """``--weights`` / ``--device`` as settings: they belong to the spbox method, and another method
+    given with a weights file is an error (:class:`~napari_spbox.predictors.PredictorSettings` says
+    so)."""
     out = {"weights": args.weights} if args.weights else {}
     if args.device != "cpu":
         out["device"] = args.device
@@ -66,8 +70,11 @@ def cmd_segment(args) -> int:
     _writable(args.out, "--out")
     _writable(args.mask_out, "--mask-out")
     image = load_image(args.image, channel=args.channel, plane=args.plane)
-    settings = PredictorSettings(args.method, **_method_options(args),
-                                 edges=edges_from_flags(args.no_refine, args.precise_edges))
+    settings = PredictorSettings(
+        args.method,
+        **_method_options(args),
+        edges=edges_from_flags(args.no_refine, args.precise_edges),
+    )
     predictor = make_predictor(settings)
     predictor.set_image(image)
     if args.box:
@@ -102,28 +109,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="spbox", description="Localized interactive instance segmentation (SPBox).")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("segment",
-                       help="segment one object of an image from clicks, write an overlay PNG")
-    s.add_argument("image", help="PNG, JPEG, TIFF (8/16-bit, float), ...; other depths are scaled "
-                   "as napari shows them")
-    s.add_argument("--click", action="append", type=_click,
-                   help="x,y (positive) or x,y,neg; repeat in order (x = column, y = row, in "
-                        "pixels)")
-    s.add_argument("--channel", type=int, default=None,
-                   help="for an image of more than 4 channels: the one to use")
-    s.add_argument("--plane", type=int, default=None,
-                   help="for a 3-D stack (TIFF): the plane to use")
-    s.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
-                   help="start from a box")
+    s = sub.add_parser(
+        "segment", help="segment one object of an image from clicks, write an overlay PNG"
+    )
+    s.add_argument(
+        "image",
+        help="PNG, JPEG, TIFF (8/16-bit, float), ...; other depths are scaled as napari shows them",
+    )
+    s.add_argument(
+        "--click",
+        action="append",
+        type=_click,
+        help="x,y (positive) or x,y,neg; repeat in order (x = column, y = row, in pixels)",
+    )
+    s.add_argument(
+        "--channel",
+        type=int,
+        default=None,
+        help="for an image of more than 4 channels: the one to use",
+    )
+    s.add_argument(
+        "--plane", type=int, default=None, help="for a 3-D stack (TIFF): the plane to use"
+    )
+    s.add_argument(
+        "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="start from a box"
+    )
     s.add_argument("--method", default="spbox", choices=METHODS)
     s.add_argument("--weights", default=None)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--no-refine", action="store_true",
-                   help="spbox: keep the network's outline (no edge refinement)")
-    s.add_argument("--precise-edges", action="store_true",
-                   help="spbox: refine at full size, 3 GrabCut iterations (slower clicks)")
-    s.add_argument("--non-strict", action="store_true",
-                   help="accept clicks that break the protocol")
+    s.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="spbox: keep the network's outline (no edge refinement)",
+    )
+    s.add_argument(
+        "--precise-edges",
+        action="store_true",
+        help="spbox: refine at full size, 3 GrabCut iterations (slower clicks)",
+    )
+    s.add_argument(
+        "--non-strict", action="store_true", help="accept clicks that break the protocol"
+    )
     s.add_argument("--out", default="segment.png")
     s.add_argument("--mask-out", default=None, help="also write the mask as a PNG")
     s.set_defaults(func=cmd_segment)

@@ -31,8 +31,9 @@ CVAT sends the two point lists without their interleaving, so the session gets t
 the first negative, then the remaining positives and negatives. CVAT cannot enforce the paper's
 click rules, so sessions are non-strict.
 
-Answer: ``200 {"mask": [[0/1, ...], ...]}`` (H x W, the decoded image's size); ``400 {"error": ...}``
-for anything wrong with the request; ``500 {"error": ...}`` when inference itself fails.
+Answer: ``200 {"mask": [[0/1, ...], ...]}`` (H x W, the decoded image's size);
+``400 {"error": ...}`` for anything wrong with the request; ``500 {"error": ...}`` when inference
+itself fails.
 """
 
 from __future__ import annotations
@@ -105,12 +106,15 @@ def decode_body(body) -> dict:
     except (ValueError, RecursionError) as exc:
         raise RequestError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise RequestError(f"the body must be a JSON object with 'image' and 'pos_points', got {_json_type(data)}")
+        raise RequestError(
+            f"the body must be a JSON object with 'image' and 'pos_points', got {_json_type(data)}"
+        )
     return data
 
 
 def decode_image(text, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode CVAT's base64 frame to an ``(H, W, 3)`` uint8 array (or ``(H, W)`` for 16-bit / float).
+    """Decode CVAT's base64 frame to an ``(H, W, 3)`` uint8 array (or ``(H, W)`` for 16-bit /
+    float).
 
     The size is checked from the header before any pixel is decoded, so an oversized or
     decompression-bomb image costs nothing.
@@ -128,7 +132,8 @@ def decode_image(text, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if not raw:
         raise RequestError("'image' is empty")
     try:
-        # the frame's own depth is kept (16-bit, float TIFF): to_rgb_float stretches it like napari would
+        # the frame's own depth is kept (16-bit, float TIFF): to_rgb_float stretches it like napari
+        # would
         return read_image(raw, name="'image'", max_pixels=max_pixels)
     except ImageReadError as exc:
         raise RequestError(str(exc)) from None
@@ -137,13 +142,19 @@ def decode_image(text, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 
 def _json_type(v) -> str:
-    """How JSON names the type of a parsed value (null, array, ...), for messages a client can act on."""
+    """How JSON names the type of a parsed value (null, array, ...), for messages a client can act
+    on."""
     if v is None:
         return "null"
     if isinstance(v, bool):
         return "a boolean"
-    return {dict: "an object", list: "an array", str: "a string", int: "a number",
-            float: "a number"}.get(type(v), type(v).__name__)
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+    }.get(type(v), type(v).__name__)
 
 
 def _short(v, limit: int = 80) -> str:
@@ -185,10 +196,15 @@ def parse_points(value, name: str, shape) -> list[tuple[int, int]]:
 
 
 def parse_box(value, shape):
-    """``obj_bbox`` -> ``((r0, c0), (r1, c1))`` or ``None``; also takes a flat ``[x1, y1, x2, y2]``."""
+    """``obj_bbox`` -> ``((r0, c0), (r1, c1))`` or ``None``; also takes a flat
+    ``[x1, y1, x2, y2]``."""
     if value is None or (isinstance(value, list) and not value):
         return None
-    if isinstance(value, list) and len(value) == 4 and not any(isinstance(v, (list, tuple)) for v in value):
+    if (
+        isinstance(value, list)
+        and len(value) == 4
+        and not any(isinstance(v, (list, tuple)) for v in value)
+    ):
         value = [value[:2], value[2:]]
     if not isinstance(value, list) or len(value) != 2:
         raise RequestError(f"'obj_bbox' must be [[x1, y1], [x2, y2]], got {_short(value)}")
@@ -199,8 +215,11 @@ def _truthy(v) -> bool:
     return str(v).strip().lower() in ("1", "true", "yes", "on")
 
 
-def parse_request(body, *, box_in_pos_points: bool = False, max_pixels: int = MAX_PIXELS) -> InteractorRequest:
-    """Validate a CVAT interactor request (see the module docstring); raises :class:`RequestError`."""
+def parse_request(
+    body, *, box_in_pos_points: bool = False, max_pixels: int = MAX_PIXELS
+) -> InteractorRequest:
+    """Validate a CVAT interactor request (see the module docstring); raises
+    :class:`RequestError`."""
     data = decode_body(body)
     if "image" not in data:
         raise RequestError("missing key 'image' (base64 of the encoded frame)")
@@ -227,8 +246,11 @@ def parse_request(body, *, box_in_pos_points: bool = False, max_pixels: int = MA
     return InteractorRequest(image, pos, neg, box, threshold, key)
 
 
-def request_from_prompts(image, pos_points, neg_points=(), bbox=None, threshold=None) -> InteractorRequest:
-    """A validated request from an already decoded image and ``(x, y)`` prompts (cvat-sdk agents)."""
+def request_from_prompts(
+    image, pos_points, neg_points=(), bbox=None, threshold=None
+) -> InteractorRequest:
+    """A validated request from an already decoded image and ``(x, y)`` prompts (cvat-sdk
+    agents)."""
     arr = np.asarray(image)
     if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise RequestError(f"the image has an unusable shape {arr.shape}")
@@ -295,7 +317,9 @@ class InteractorService:
         ``log(message)`` for failed inferences (tracebacks); Nuclio passes its logger.
     """
 
-    def __init__(self, predictor, *, box_in_pos_points: bool = False, max_pixels: int = MAX_PIXELS, log=None):
+    def __init__(
+        self, predictor, *, box_in_pos_points: bool = False, max_pixels: int = MAX_PIXELS, log=None
+    ):
         self.predictor = predictor
         self.box_in_pos_points = box_in_pos_points
         self.max_pixels = max_pixels
@@ -308,10 +332,10 @@ class InteractorService:
         self._image: np.ndarray | None = None
 
     @classmethod
-    def from_env(cls, env=None, log=None) -> "InteractorService":
+    def from_env(cls, env=None, log=None) -> InteractorService:
         """Build from ``SPBOX_METHOD`` (default ``spbox``), ``SPBOX_WEIGHTS`` (default: shipped),
-        ``SPBOX_DEVICE`` (default ``cpu``), ``SPBOX_PRECISE_EDGES`` (default off), ``SPBOX_BOX_IN_POS_POINTS``
-        and ``SPBOX_MAX_PIXELS``."""
+        ``SPBOX_DEVICE`` (default ``cpu``), ``SPBOX_PRECISE_EDGES`` (default off),
+        ``SPBOX_BOX_IN_POS_POINTS`` and ``SPBOX_MAX_PIXELS``."""
         env = os.environ if env is None else env
         return cls.create(
             env.get(ENV_METHOD) or "spbox",
@@ -324,12 +348,18 @@ class InteractorService:
         )
 
     @classmethod
-    def create(cls, method: str = "spbox", weights=None, device: str = "cpu", precise_edges: bool = False,
-               **kw) -> "InteractorService":
+    def create(
+        cls,
+        method: str = "spbox",
+        weights=None,
+        device: str = "cpu",
+        precise_edges: bool = False,
+        **kw,
+    ) -> InteractorService:
         """Load the predictor named ``method`` (``spbox``, ``grabcut`` or ``random-walker``).
 
-        ``precise_edges`` (spbox only) refines each outline at full size with three GrabCut iterations:
-        slower clicks, for annotators who want the edge placed exactly.
+        ``precise_edges`` (spbox only) refines each outline at full size with three GrabCut
+        iterations: slower clicks, for annotators who want the edge placed exactly.
         """
         from .predictors import PredictorSettings, make_predictor
 
@@ -355,7 +385,9 @@ class InteractorService:
             pred = self.predictor.predict(session)
         mask = pred.prob > req.threshold if req.threshold is not None else pred.mask
         if mask.shape != req.shape:
-            raise RuntimeError(f"the predictor returned a {mask.shape} mask for a {req.shape} image")
+            raise RuntimeError(
+                f"the predictor returned a {mask.shape} mask for a {req.shape} image"
+            )
         return mask
 
     def _set_image(self, image) -> None:
@@ -367,9 +399,12 @@ class InteractorService:
     def handle(self, body) -> tuple[int, str]:
         """``(status, JSON text)`` for one request body: 200 mask, 400 bad request, 500 failure."""
         try:
-            req = parse_request(body, box_in_pos_points=self.box_in_pos_points, max_pixels=self.max_pixels)
+            req = parse_request(
+                body, box_in_pos_points=self.box_in_pos_points, max_pixels=self.max_pixels
+            )
             mask = self.predict(req)
-        except (RequestError, ProtocolError) as exc:  # ProtocolError comes from the request's clicks
+        except (RequestError, ProtocolError) as exc:
+            # ProtocolError comes from the request's clicks
             return 400, error_json(str(exc))
         except Exception as exc:  # noqa: BLE001 - a server must answer, whatever the model raised
             if self.log is not None:

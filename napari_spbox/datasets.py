@@ -23,7 +23,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
 def load_image(path, channel: int | None = None, plane: int | None = None) -> np.ndarray:
-    """An image file in its own dtype, ``(H, W)`` or ``(H, W, C)`` (:func:`napari_spbox.io.read_image`)."""
+    """An image file in its own dtype, ``(H, W)`` or ``(H, W, C)``
+    (:func:`napari_spbox.io.read_image`)."""
     return read_image(path, channel=channel, plane=plane)
 
 
@@ -39,15 +40,18 @@ class Item:
     polygons: list = field(default_factory=list)  # COCO polygons, used when mask_path is None
 
     def load(self):
-        """Return ``(image (H, W[, C]) in its file's dtype, mask bool (H, W), ignore bool (H, W) or None)``."""
+        """Return ``(image (H, W[, C]) in its file's dtype, mask bool (H, W), ignore bool (H, W) or
+        None)``."""
         image = load_image(self.image_path)
         if self.mask_path is None:
             return image, polygons_to_mask(self.polygons, image.shape[:2]), None
         with Image.open(self.mask_path) as im:
             gt = np.asarray(im.convert("L") if im.mode not in ("L", "I", "I;16", "P") else im)
         if gt.shape[:2] != image.shape[:2]:
-            raise ValueError(f"mask {self.mask_path} is {size_text(gt.shape)}, image {self.image_path} is "
-                             f"{size_text(image.shape)}")
+            raise ValueError(
+                f"mask {self.mask_path} is {size_text(gt.shape)}, image {self.image_path} is "
+                f"{size_text(image.shape)}"
+            )
         ignore = gt == self.ignore_value if self.ignore_value is not None else None
         mask = gt == self.object_value if self.object_value is not None else gt > 0
         if ignore is not None:
@@ -76,11 +80,16 @@ def read_grabcut(root) -> list[Item]:
     root = Path(root)
     images = _images_by_stem(root / "data_GT")
     masks = _images_by_stem(root / "boundary_GT")
-    return [Item(s, images[s], masks[s], object_value=255, ignore_value=128) for s in sorted(images) if s in masks]
+    return [
+        Item(s, images[s], masks[s], object_value=255, ignore_value=128)
+        for s in sorted(images)
+        if s in masks
+    ]
 
 
 def read_folder(root, ignore_value: int | None = None, instances: bool = False) -> list[Item]:
-    """``img/`` + ``gt/`` folders matched by stem; ``instances`` splits masks into one item per id."""
+    """``img/`` + ``gt/`` folders matched by stem; ``instances`` splits masks into one item per
+    id."""
     root = Path(root)
     images = _images_by_stem(root / "img")
     masks = _images_by_stem(root / "gt")
@@ -95,7 +104,9 @@ def read_folder(root, ignore_value: int | None = None, instances: bool = False) 
         ids = [int(i) for i in ids if i != 0 and i != ignore_value]
         for i in ids:
             name = stem if len(ids) == 1 else f"{stem}#{i}"
-            items.append(Item(name, images[stem], masks[stem], object_value=i, ignore_value=ignore_value))
+            items.append(
+                Item(name, images[stem], masks[stem], object_value=i, ignore_value=ignore_value)
+            )
     return items
 
 
@@ -110,7 +121,13 @@ def read_coco(json_path, images_dir=None, min_area: float = 0.0) -> list[Item]:
         seg = ann.get("segmentation")
         if ann.get("iscrowd") or not isinstance(seg, list) or ann.get("area", 0) < min_area:
             continue
-        items.append(Item(f"{Path(files[ann['image_id']]).stem}#{ann['id']}", images_dir / files[ann["image_id"]], polygons=seg))
+        items.append(
+            Item(
+                f"{Path(files[ann['image_id']]).stem}#{ann['id']}",
+                images_dir / files[ann["image_id"]],
+                polygons=seg,
+            )
+        )
     return items
 
 
@@ -126,5 +143,6 @@ def read_dataset(path, ignore_value: int | None = None, instances: bool = False)
     if (path / "instances.json").is_file():
         return read_coco(path / "instances.json")
     raise ValueError(
-        f"cannot tell the layout of {path}: expected data_GT/ + boundary_GT/ (GrabCut), img/ + gt/, or a COCO instances.json"
+        f"cannot tell the layout of {path}: expected data_GT/ + boundary_GT/ (GrabCut), "
+        "img/ + gt/, or a COCO instances.json"
     )

@@ -1,4 +1,4 @@
-"""``python -m napari_spbox.demo``: segment two bundled samples with the shipped weights and write one PNG.
+"""``python -m napari_spbox.demo``: segment two bundled samples with the shipped weights; one PNG.
 
 An easy case first (one click gives a clean object), then a harder one: the coffee cup of
 ``skimage.data.coffee()`` from the paper's opening pair of clicks plus one corrective click.
@@ -22,8 +22,10 @@ def _samples():
     from .io import read_image
     from .napari._sample_data import NUCLEI_FILE
 
-    return [("nuclei", read_image(NUCLEI_FILE), EASY_CLICKS, "a nucleus, 1 click"),
-            ("coffee", data.coffee(), DEMO_CLICKS, "coffee cup, 3 clicks")]
+    return [
+        ("nuclei", read_image(NUCLEI_FILE), EASY_CLICKS, "a nucleus, 1 click"),
+        ("coffee", data.coffee(), DEMO_CLICKS, "coffee cup, 3 clicks"),
+    ]
 
 
 def main(argv=None) -> int:
@@ -45,8 +47,11 @@ def main(argv=None) -> int:
         for k, (r, c, positive) in enumerate(clicks, 1):
             session.add_click(r, c, positive)
             pred = predictor.predict(session)
-            print(f"{name} click {k} ({'+' if positive else '-'} at row {r}, col {c}): {int(pred.mask.sum())} px, "
-                  f"{pred.elapsed_ms:.0f} ms")
+            sign = "+" if positive else "-"
+            print(
+                f"{name} click {k} ({sign} at row {r}, col {c}): {int(pred.mask.sum())} px, "
+                f"{pred.elapsed_ms:.0f} ms"
+            )
         panels.append((image, pred.mask, session, f"SPBox: {title}"))
     save_overlays(args.out, panels)
     print(f"wrote {args.out}")

@@ -1,9 +1,10 @@
-"""Reading images from files or bytes, keeping their depth: one loader for the CLI, datasets, training and CVAT.
+"""Reading images from files or bytes, keeping their depth: one loader for the CLI, datasets,
+training and CVAT.
 
-TIFF goes through tifffile (16-bit, float, multi-channel and stacks as stored); every other format through
-Pillow, keeping 16-bit and float modes. The pixels stay in their own dtype: :func:`~napari_spbox.core.image.
-to_rgb_float` scales them as napari's contrast limits would, so an 8-bit PNG, a 16-bit TIFF and a float
-TIFF of the same scene give the network the same picture.
+TIFF goes through tifffile (16-bit, float, multi-channel and stacks as stored); every other format
+through Pillow, keeping 16-bit and float modes. The pixels stay in their own dtype:
+:func:`~napari_spbox.core.image.to_rgb_float` scales them as napari's contrast limits would, so an
+8-bit PNG, a 16-bit TIFF and a float TIFF of the same scene give the network the same picture.
 
 Errors are :class:`ImageReadError` (a ``ValueError``) with a one-line message naming the file.
 """
@@ -23,7 +24,8 @@ MAX_COLOUR_CHANNELS = 4
 
 
 class ImageReadError(ValueError):
-    """A file or buffer that is not an image this tool can read; the message says why, on one line."""
+    """A file or buffer that is not an image this tool can read; the message says why, on one
+    line."""
 
 
 def size_text(shape) -> str:
@@ -35,8 +37,13 @@ def size_text(shape) -> str:
     return f"{int(shape[1])}x{int(shape[0])} (width x height)"
 
 
-def read_image(source, channel: int | None = None, plane: int | None = None, name: str | None = None,
-               max_pixels: int | None = None) -> np.ndarray:
+def read_image(
+    source,
+    channel: int | None = None,
+    plane: int | None = None,
+    name: str | None = None,
+    max_pixels: int | None = None,
+) -> np.ndarray:
     """An image as ``(H, W)`` or ``(H, W, C)`` in the dtype it was stored in.
 
     Parameters
@@ -55,8 +62,8 @@ def read_image(source, channel: int | None = None, plane: int | None = None, nam
     Raises
     ------
     ImageReadError
-        For a missing path, a folder, an empty or unreadable file, or a stack / multi-channel image without
-        the ``plane`` / ``channel`` that says which part to use.
+        For a missing path, a folder, an empty or unreadable file, or a stack / multi-channel image
+        without the ``plane`` / ``channel`` that says which part to use.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         raw, what = bytes(source), name or "the image"
@@ -81,8 +88,10 @@ def _check_size(what: str, width: int, height: int, max_pixels: int | None) -> N
     if width < 1 or height < 1:
         raise ImageReadError(f"{what} has no pixels ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageReadError(f"{what} is {size_text((height, width))} = {width * height / 1e6:.1f} MP; "
-                             f"the limit is {max_pixels / 1e6:g} MP")
+        raise ImageReadError(
+            f"{what} is {size_text((height, width))} = {width * height / 1e6:.1f} MP; "
+            f"the limit is {max_pixels / 1e6:g} MP"
+        )
 
 
 def _read_tiff(raw: bytes, what: str, max_pixels: int | None) -> np.ndarray:
@@ -92,12 +101,16 @@ def _read_tiff(raw: bytes, what: str, max_pixels: int | None) -> np.ndarray:
         with tifffile.TiffFile(io.BytesIO(raw)) as tif:
             series = tif.series[0]
             axes = series.axes
-            _check_size(what, series.shape[axes.index("X")] if "X" in axes else 0,
-                        series.shape[axes.index("Y")] if "Y" in axes else 0, max_pixels)
+            _check_size(
+                what,
+                series.shape[axes.index("X")] if "X" in axes else 0,
+                series.shape[axes.index("Y")] if "Y" in axes else 0,
+                max_pixels,
+            )
             arr = series.asarray()
     except ImageReadError:
         raise
-    except Exception as exc:  # tifffile raises many types for broken files
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for broken files
         raise ImageReadError(f"{what} is not a readable TIFF: {_first_line(exc)}") from None
     # tifffile names the axes (Y, X, S for samples, C, Z, T, Q...): move colour samples last
     if "S" in axes and axes.index("S") != len(axes) - 1:
@@ -111,7 +124,8 @@ def _read_pillow(raw: bytes, what: str, max_pixels: int | None) -> np.ndarray:
 
     try:
         with warnings.catch_warnings():
-            # the caller's limit applies, from the header; Pillow's bomb warning would only add noise
+            # the caller's limit applies, from the header; Pillow's bomb warning would only add
+            # noise
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(raw)) as im:
                 _check_size(what, *im.size, max_pixels)
@@ -124,7 +138,7 @@ def _read_pillow(raw: bytes, what: str, max_pixels: int | None) -> np.ndarray:
         raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{what} is not an image file Pillow or tifffile can read") from None
-    except Exception as exc:  # truncated or corrupt data
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt data
         raise ImageReadError(f"{what} could not be decoded: {_first_line(exc)}") from None
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("="))
@@ -134,14 +148,17 @@ def _read_pillow(raw: bytes, what: str, max_pixels: int | None) -> np.ndarray:
 def _pick(arr: np.ndarray, channel, plane, what: str) -> np.ndarray:
     """Reduce a stack or a many-channel image to one 2-D image, as ``plane`` / ``channel`` say.
 
-    3-D arrays: a last axis of at most :data:`MAX_COLOUR_CHANNELS` is colour, so is such a first axis
-    (``(C, H, W)``, as microscopes often save); a longer last axis, shorter than both sides, holds channels;
-    otherwise the first axis is a stack of planes. 4-D arrays are stacks of colour or multi-channel planes.
+    3-D arrays: a last axis of at most :data:`MAX_COLOUR_CHANNELS` is colour, so is such a first
+    axis (``(C, H, W)``, as microscopes often save); a longer last axis, shorter than both sides,
+    holds channels; otherwise the first axis is a stack of planes. 4-D arrays are stacks of colour
+    or multi-channel planes.
     """
     if arr.ndim < 2 or 0 in arr.shape:
         raise ImageReadError(f"{what} has no usable pixels (shape {arr.shape})")
     if arr.ndim > 4:
-        raise ImageReadError(f"{what} has {arr.ndim} dimensions {arr.shape}; save one 2-D image or a 3-D stack")
+        raise ImageReadError(
+            f"{what} has {arr.ndim} dimensions {arr.shape}; save one 2-D image or a 3-D stack"
+        )
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         raise ImageReadError(f"{what} holds {arr.dtype} values, not numbers")
     small = MAX_COLOUR_CHANNELS
@@ -151,8 +168,10 @@ def _pick(arr: np.ndarray, channel, plane, what: str) -> np.ndarray:
     if arr.ndim == 4 or (arr.ndim == 3 and not channels_last):
         n = arr.shape[0]
         if plane is None:
-            raise ImageReadError(f"{what} is a stack of {n} planes of {size_text(arr.shape[1:])}; choose one "
-                                 f"(--plane 0..{n - 1} on the command line), or open the stack in napari")
+            raise ImageReadError(
+                f"{what} is a stack of {n} planes of {size_text(arr.shape[1:])}; choose one "
+                f"(--plane 0..{n - 1} on the command line), or open the stack in napari"
+            )
         if not 0 <= plane < n:
             raise ImageReadError(f"{what} has planes 0..{n - 1}, not {plane}")
         arr = arr[plane]
@@ -161,7 +180,9 @@ def _pick(arr: np.ndarray, channel, plane, what: str) -> np.ndarray:
     if arr.ndim == 3 and (arr.shape[-1] > small or channel is not None):
         n = arr.shape[-1]
         if channel is None:
-            raise ImageReadError(f"{what} has {n} channels; choose one (--channel 0..{n - 1} on the command line)")
+            raise ImageReadError(
+                f"{what} has {n} channels; choose one (--channel 0..{n - 1} on the command line)"
+            )
         if not 0 <= channel < n:
             raise ImageReadError(f"{what} has channels 0..{n - 1}, not {channel}")
         arr = arr[..., channel]

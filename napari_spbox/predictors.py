@@ -1,24 +1,28 @@
-"""Which predictor to build, and with which options: the one place that knows which option fits which method.
+"""Which predictor to build, and with which options: the one place that knows which option fits
+which method.
 
-Every front-end (CLI, napari widget, CVAT function, evaluation, benchmark) describes what it wants as a
-:class:`PredictorSettings` and calls :func:`make_predictor`. The core (:mod:`napari_spbox.core`) never imports
-the network; this module does, lazily, only when the ``spbox`` method is asked for.
+Every front-end (CLI, napari widget, CVAT function, evaluation, benchmark) describes what it wants
+as a :class:`PredictorSettings` and calls :func:`make_predictor`. The core
+(:mod:`napari_spbox.core`) never imports the network; this module does, lazily, only when the
+``spbox`` method is asked for.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 #: The methods a user can choose: the trained network and two classical baselines.
 METHODS = ("spbox", "grabcut", "random-walker")
-#: Edge refinement of the network's outline (spbox only): none, the default (one GrabCut iteration on a copy of
-#: at most 320 px), or precise (three iterations at full size: slower clicks).
+#: Edge refinement of the network's outline (spbox only): none, the default (one GrabCut iteration
+#: on a copy of at most 320 px), or precise (three iterations at full size: slower clicks).
 EDGES = ("off", "fast", "precise")
 
 
 @dataclass(frozen=True)
 class PredictorSettings:
-    """Everything a predictor is built from. Frozen and hashable: equal settings mean the same predictor.
+    """Everything a predictor is built from. Frozen and hashable: equal settings mean the same
+    predictor.
 
     Parameters
     ----------
@@ -33,7 +37,8 @@ class PredictorSettings:
     edges : str
         spbox: one of :data:`EDGES`.
     variant : str, optional
-        spbox: the guidance variant (``spbox``, ``eu``, ``bbox``, ``dt``); the weights' card's by default.
+        spbox: the guidance variant (``spbox``, ``eu``, ``bbox``, ``dt``); the weights' card's by
+        default.
     click_consistency, imply_box, flip : bool
         spbox: the pipeline's steps (see :class:`~napari_spbox.model.inference.SPBoxPredictor`).
     backend : str
@@ -44,7 +49,8 @@ class PredictorSettings:
     Raises
     ------
     ValueError
-        For an unknown method or edge setting, or an option of another method set away from its default.
+        For an unknown method or edge setting, or an option of another method set away from its
+        default.
     """
 
     method: str = "spbox"
@@ -60,9 +66,20 @@ class PredictorSettings:
     iterations: int | None = None
 
     #: The options each method reads (``superpixels`` is common to all).
-    OPTIONS = {"spbox": ("weights", "device", "edges", "variant", "click_consistency", "imply_box", "flip",
-                         "backend"),
-               "grabcut": ("iterations",), "random-walker": ()}
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "spbox": (
+            "weights",
+            "device",
+            "edges",
+            "variant",
+            "click_consistency",
+            "imply_box",
+            "flip",
+            "backend",
+        ),
+        "grabcut": ("iterations",),
+        "random-walker": (),
+    }
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -72,19 +89,27 @@ class PredictorSettings:
         defaults = PredictorSettings.__dataclass_fields__
         own = self.OPTIONS[self.method]
         for f in fields(self):
-            if f.name not in own and f.name != "method" and f.name != "superpixels":
-                if getattr(self, f.name) != defaults[f.name].default:
-                    what = "precise edges are" if f.name == "edges" and self.edges == "precise" else \
-                        f"'{f.name}' is"
-                    raise ValueError(f"{what} an option of the {self._owner(f.name)} method, not of "
-                                     f"{self.method!r}")
+            if (
+                f.name not in own
+                and f.name != "method"
+                and f.name != "superpixels"
+                and getattr(self, f.name) != defaults[f.name].default
+            ):
+                what = (
+                    "precise edges are"
+                    if f.name == "edges" and self.edges == "precise"
+                    else f"'{f.name}' is"
+                )
+                raise ValueError(
+                    f"{what} an option of the {self._owner(f.name)} method, not of {self.method!r}"
+                )
 
     @staticmethod
     def _owner(name: str) -> str:
         return next(m for m, opts in PredictorSettings.OPTIONS.items() if name in opts)
 
     @classmethod
-    def raw_network(cls, **kw) -> "PredictorSettings":
+    def raw_network(cls, **kw) -> PredictorSettings:
         """The spbox network's own output: no click consistency, implied box or edge refinement."""
         return cls(method="spbox", click_consistency=False, imply_box=False, edges="off", **kw)
 
@@ -92,9 +117,17 @@ class PredictorSettings:
         """Keyword arguments of the method's predictor class, only the options it reads."""
         kw = {"n_segments": self.superpixels}
         if self.method == "spbox":
-            kw.update(weights=self.weights, device=self.device, variant=self.variant, backend=self.backend,
-                      click_consistency=self.click_consistency, imply_box=self.imply_box, flip=self.flip,
-                      refine=self.edges != "off", precise_edges=self.edges == "precise")
+            kw.update(
+                weights=self.weights,
+                device=self.device,
+                variant=self.variant,
+                backend=self.backend,
+                click_consistency=self.click_consistency,
+                imply_box=self.imply_box,
+                flip=self.flip,
+                refine=self.edges != "off",
+                precise_edges=self.edges == "precise",
+            )
         elif self.method == "grabcut" and self.iterations is not None:
             kw["iterations"] = self.iterations
         return kw

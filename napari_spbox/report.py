@@ -8,13 +8,17 @@ from pathlib import Path
 import numpy as np
 
 
-def save_overlay(path, image: np.ndarray, mask: np.ndarray, session=None, title: str | None = None) -> Path:
-    """Write the image with the mask tinted, its outline, the box and the clicks (green +, red -)."""
+def save_overlay(
+    path, image: np.ndarray, mask: np.ndarray, session=None, title: str | None = None
+) -> Path:
+    """Write the image with the mask tinted, its outline, the box and the clicks (green +,
+    red -)."""
     return save_overlays(path, [(image, mask, session, title)])
 
 
 def save_overlays(path, panels) -> Path:
-    """Several overlays side by side in one PNG; ``panels`` holds ``(image, mask, session, title)`` tuples."""
+    """Several overlays side by side in one PNG; ``panels`` holds ``(image, mask, session, title)``
+    tuples."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,8 +26,14 @@ def save_overlays(path, panels) -> Path:
 
     aspects = [p[1].shape[1] / p[1].shape[0] for p in panels]
     height = 8 / max(1.0, max(aspects)) if len(panels) == 1 else 5.0
-    fig, axes = plt.subplots(1, len(panels), figsize=(height * sum(aspects), height), dpi=100,
-                             gridspec_kw={"width_ratios": aspects}, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(height * sum(aspects), height),
+        dpi=100,
+        gridspec_kw={"width_ratios": aspects},
+        squeeze=False,
+    )
     for ax, (image, mask, session, title) in zip(axes[0], panels):
         _draw_overlay(ax, image, mask, session, title)
     path = Path(path)
@@ -46,8 +56,17 @@ def _draw_overlay(ax, image, mask, session, title) -> None:
     if session is not None:
         if session.box is not None:
             b = session.box
-            ax.add_patch(Rectangle((b.left - 0.5, b.top - 0.5), b.width, b.height, fill=False, ec="orange",
-                                   lw=1.5, ls="--"))
+            ax.add_patch(
+                Rectangle(
+                    (b.left - 0.5, b.top - 0.5),
+                    b.width,
+                    b.height,
+                    fill=False,
+                    ec="orange",
+                    lw=1.5,
+                    ls="--",
+                )
+            )
         for c in session.clicks:
             ax.plot(c.col, c.row, "o", ms=9, mec="white", mfc="lime" if c.positive else "red")
     ax.set_axis_off()
@@ -58,8 +77,9 @@ def _draw_overlay(ax, image, mask, session, title) -> None:
 def write_csv(path, per_object: list, max_clicks: int = 20) -> Path:
     """One row per object: name, NoC@85, NoC@90, then IoU after each click.
 
-    Every row is complete: an object the robot stopped early keeps its last IoU for the remaining clicks
-    (:func:`~napari_spbox.evaluation.metrics.padded_ious`, as :func:`~napari_spbox.evaluation.metrics.summarise`).
+    Every row is complete: an object the robot stopped early keeps its last IoU for the remaining
+    clicks (:func:`~napari_spbox.evaluation.metrics.padded_ious`, as
+    :func:`~napari_spbox.evaluation.metrics.summarise`).
     """
     from .evaluation.metrics import noc, padded_ious
 
@@ -68,8 +88,14 @@ def write_csv(path, per_object: list, max_clicks: int = 20) -> Path:
         w = csv.writer(f)
         w.writerow(["name", "noc@85", "noc@90"] + [f"iou_{k + 1}" for k in range(max_clicks)])
         for o in per_object:
-            w.writerow([o.get("name", ""), noc(o["ious"], 0.85, max_clicks), noc(o["ious"], 0.90, max_clicks)]
-                       + [f"{v:.4f}" for v in padded_ious(o["ious"], max_clicks)])
+            w.writerow(
+                [
+                    o.get("name", ""),
+                    noc(o["ious"], 0.85, max_clicks),
+                    noc(o["ious"], 0.90, max_clicks),
+                ]
+                + [f"{v:.4f}" for v in padded_ious(o["ious"], max_clicks)]
+            )
     return path
 
 
@@ -78,7 +104,9 @@ def read_csv_column(path, column: str) -> tuple[list, np.ndarray]:
     with Path(path).open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or column not in rows[0]:
-        raise ValueError(f"{path}: no column {column!r} (columns: {', '.join(rows[0]) if rows else 'none'})")
+        raise ValueError(
+            f"{path}: no column {column!r} (columns: {', '.join(rows[0]) if rows else 'none'})"
+        )
     return [r["name"] for r in rows], np.array([float(r[column]) for r in rows])
 
 
@@ -92,9 +120,17 @@ def plot_miou(path, summaries: list) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for s in summaries:
         m = s["miou_per_click"]
-        raw = (", raw network" if s.get("click_consistency") is False
-               else ", no edge refinement" if s.get("refine") is False else "")
-        label = f"{s.get('label') or s.get('method', '?')} ({s.get('protocol', 'standard')}{raw}) NoC@90={s['noc@90']:.2f}"
+        raw = (
+            ", raw network"
+            if s.get("click_consistency") is False
+            else ", no edge refinement"
+            if s.get("refine") is False
+            else ""
+        )
+        label = (
+            f"{s.get('label') or s.get('method', '?')} ({s.get('protocol', 'standard')}{raw}) "
+            f"NoC@90={s['noc@90']:.2f}"
+        )
         ax.plot(range(1, len(m) + 1), m, marker="o", ms=3, label=label)
     ax.set_xlabel("clicks")
     ax.set_ylabel("mIoU")
@@ -111,29 +147,33 @@ def plot_miou(path, summaries: list) -> Path:
 
 
 def _validated_epochs(logs) -> tuple[list[int], list[dict]]:
-    """The validated rows of successive ``log.csv`` files, each run's epochs after the previous run's last."""
+    """The validated rows of successive ``log.csv`` files, each run's epochs after the previous
+    run's last."""
     rows, epochs, offset = [], [], 0
     for log in logs:
-        every = list(csv.DictReader(Path(log).open()))
+        with Path(log).open() as f:
+            every = list(csv.DictReader(f))
         for r in every:
             if r.get("val_noc90"):
                 rows.append(r)
                 epochs.append(int(r["epoch"]) + offset)
         offset += max((int(r["epoch"]) for r in every if r.get("epoch")), default=0)
     if not rows:
-        raise ValueError(f"{', '.join(map(str, logs))}: no validated epochs (is it a spbox train log.csv?)")
+        raise ValueError(
+            f"{', '.join(map(str, logs))}: no validated epochs (is it a spbox train log.csv?)"
+        )
     return epochs, rows
 
 
 def plot_training(path, logs: dict, references: dict | None = None) -> Path:
     """Validation NoC@90 and mIoU after 5 clicks per epoch, for one or several ``spbox train`` runs.
 
-    ``logs`` maps a label to a run's ``log.csv``, or to a list of them: the successive runs of one line of
-    training (each ``--init`` from the previous one's end, e.g. warm restarts), drawn as one curve whose
-    epochs continue after the previous run's last logged epoch. ``references`` maps a label to ``(noc90,
-    miou5)`` of a model measured on the same check (drawn as dashed lines, e.g. the shipped weights a
-    fine-tune must beat). The training loss is left out on purpose: BCE and focal losses are on different
-    scales, while the validation figures compare any two runs.
+    ``logs`` maps a label to a run's ``log.csv``, or to a list of them: the successive runs of one
+    line of training (each ``--init`` from the previous one's end, e.g. warm restarts), drawn as one
+    curve whose epochs continue after the previous run's last logged epoch. ``references`` maps a
+    label to ``(noc90, miou5)`` of a model measured on the same check (drawn as dashed lines, e.g.
+    the shipped weights a fine-tune must beat). The training loss is left out on purpose: BCE and
+    focal losses are on different scales, while the validation figures compare any two runs.
     """
     import matplotlib
 
@@ -143,9 +183,17 @@ def plot_training(path, logs: dict, references: dict | None = None) -> Path:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
     for label, log in logs.items():
         epochs, rows = _validated_epochs([log] if isinstance(log, (str, Path)) else list(log))
-        best = min(range(len(rows)), key=lambda i: (float(rows[i]["val_noc90"]), float(rows[i]["val_noc85"])))
-        a.plot(epochs, [float(r["val_noc90"]) for r in rows], marker="o", ms=3,
-               label=f"{label} (best {float(rows[best]['val_noc90']):.2f}, epoch {epochs[best]})")
+        best = min(
+            range(len(rows)),
+            key=lambda i: (float(rows[i]["val_noc90"]), float(rows[i]["val_noc85"])),
+        )
+        a.plot(
+            epochs,
+            [float(r["val_noc90"]) for r in rows],
+            marker="o",
+            ms=3,
+            label=f"{label} (best {float(rows[best]['val_noc90']):.2f}, epoch {epochs[best]})",
+        )
         b.plot(epochs, [float(r["val_miou5"]) for r in rows], marker="o", ms=3, label=label)
     for k, (label, (noc90, miou5)) in enumerate((references or {}).items()):
         style = {"color": "0.4", "linestyle": ("--", ":", "-.")[k % 3], "linewidth": 1}
@@ -157,7 +205,8 @@ def plot_training(path, logs: dict, references: dict | None = None) -> Path:
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: curves stay visible
+        # below: curves stay visible
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

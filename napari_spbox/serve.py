@@ -1,9 +1,11 @@
-"""Dev HTTP server speaking the CVAT interactor protocol, so the function can be tried without Nuclio.
+"""Dev HTTP server speaking the CVAT interactor protocol, so the function can be tried without
+Nuclio.
 
 ``spbox serve-cvat --port 8080`` then::
 
     curl -s -X POST localhost:8080/ -H 'Content-Type: application/json' \\
-         -d "{\\"image\\": \\"$(base64 -w0 frame.jpg)\\", \\"pos_points\\": [[320, 240]], \\"neg_points\\": [[400, 300]]}"
+         -d "{\\"image\\": \\"$(base64 -w0 frame.jpg)\\", \\
+              \\"pos_points\\": [[320, 240]], \\"neg_points\\": [[400, 300]]}"
 
 ``POST /`` and ``POST /predict`` take exactly the body the Nuclio handler takes and answer the same
 JSON (see :mod:`napari_spbox.cvat`); ``GET /`` (or ``/health``) tells whether it is up. Requests
@@ -43,13 +45,15 @@ class InteractorHandler(BaseHTTPRequestHandler):
     def _path(self) -> str:
         return self.path.split("?", 1)[0].rstrip("/") or "/"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         if self._path() in ("/", "/health"):
-            self._send(200, json.dumps({"status": "ok", "method": self.server.service.predictor.name}))
+            self._send(
+                200, json.dumps({"status": "ok", "method": self.server.service.predictor.name})
+            )
         else:
             self._send(404, error_json(f"no such path {self.path!r}; POST to / or /predict"))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self._path() not in POST_PATHS:
             self._drain()
             self._send(404, error_json(f"no such path {self.path!r}; POST to / or /predict"))
@@ -63,7 +67,9 @@ class InteractorHandler(BaseHTTPRequestHandler):
             return
         if length < 0 or length > MAX_BODY_BYTES:
             self.close_connection = True
-            self._send(413, error_json(f"the body is {length} bytes; the limit is {MAX_BODY_BYTES}"))
+            self._send(
+                413, error_json(f"the body is {length} bytes; the limit is {MAX_BODY_BYTES}")
+            )
             return
         body = self.rfile.read(length)
         if len(body) < length:
@@ -83,12 +89,14 @@ class InteractorHandler(BaseHTTPRequestHandler):
         elif length:
             self.close_connection = True
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - signature from http.server
+    def log_message(self, format, *args) -> None:  # signature from http.server
         if not self.server.quiet:
             super().log_message(format, *args)
 
 
-def make_server(service: InteractorService, host: str = "127.0.0.1", port: int = 8080, quiet: bool = False):
+def make_server(
+    service: InteractorService, host: str = "127.0.0.1", port: int = 8080, quiet: bool = False
+):
     """A :class:`ThreadingHTTPServer` bound to ``host:port`` (``port=0``: any free port).
 
     Call ``serve_forever()`` on it (``server.server_address`` gives the bound port) and
@@ -104,13 +112,20 @@ def make_server(service: InteractorService, host: str = "127.0.0.1", port: int =
 def cmd_serve_cvat(args) -> int:
     """``spbox serve-cvat``: load the model once, serve until Ctrl-C."""
     service = InteractorService.create(
-        args.method, weights=args.weights, device=args.device, precise_edges=args.precise_edges,
+        args.method,
+        weights=args.weights,
+        device=args.device,
+        precise_edges=args.precise_edges,
         box_in_pos_points=args.box_in_pos_points,
-        max_pixels=args.max_pixels, log=lambda m: print(m, file=sys.stderr),
+        max_pixels=args.max_pixels,
+        log=lambda m: print(m, file=sys.stderr),
     )
     server = make_server(service, args.host, args.port)
     host, port = server.server_address[:2]
-    print(f"spbox serve-cvat: {service.predictor.name} on http://{host}:{port}/ (POST / or /predict)", flush=True)
+    print(
+        f"spbox serve-cvat: {service.predictor.name} on http://{host}:{port}/ (POST / or /predict)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -121,17 +136,30 @@ def cmd_serve_cvat(args) -> int:
 
 
 def add_serve_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``serve-cvat`` to ``spbox``'s subparsers (``build_parser`` in :mod:`napari_spbox.cli`)."""
-    s = subparsers.add_parser("serve-cvat", help="serve the CVAT interactor protocol over HTTP (dev server, no Nuclio)")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
+    """Add ``serve-cvat`` to ``spbox``'s subparsers (``build_parser`` in
+    :mod:`napari_spbox.cli`)."""
+    s = subparsers.add_parser(
+        "serve-cvat", help="serve the CVAT interactor protocol over HTTP (dev server, no Nuclio)"
+    )
+    s.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)"
+    )
     s.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
     s.add_argument("--method", default="spbox", choices=METHODS)
     s.add_argument("--weights", default=None, help="weights file (default: the shipped ones)")
     s.add_argument("--device", default="cpu")
-    s.add_argument("--precise-edges", action="store_true",
-                   help="spbox: refine at full size, 3 GrabCut iterations (slower clicks)")
-    s.add_argument("--box-in-pos-points", action="store_true",
-                   help="legacy CVAT: the first two pos_points are the box corners when obj_bbox is absent")
-    s.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="largest image accepted, in pixels")
+    s.add_argument(
+        "--precise-edges",
+        action="store_true",
+        help="spbox: refine at full size, 3 GrabCut iterations (slower clicks)",
+    )
+    s.add_argument(
+        "--box-in-pos-points",
+        action="store_true",
+        help="legacy CVAT: the first two pos_points are the box corners when obj_bbox is absent",
+    )
+    s.add_argument(
+        "--max-pixels", type=int, default=MAX_PIXELS, help="largest image accepted, in pixels"
+    )
     s.set_defaults(func=cmd_serve_cvat)
     return s

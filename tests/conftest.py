@@ -4,7 +4,8 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_graph_cache(tmp_path_factory):
-    """Exported ONNX graphs go to a per-run folder, not the user's ~/.cache (exported once per run)."""
+    """Exported ONNX graphs go to a per-run folder, not the user's ~/.cache (exported once per
+    run)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("SPBOX_CACHE_DIR", str(tmp_path_factory.mktemp("spbox_cache")))
     yield
@@ -24,7 +25,8 @@ def disk_image():
 
 @pytest.fixture
 def disk_dataset(tmp_path, disk_image):
-    """The disk image as a one-image ``img/`` + ``gt/`` dataset (mask 255 = object); returns its folder."""
+    """The disk image as a one-image ``img/`` + ``gt/`` dataset (mask 255 = object); returns its
+    folder."""
     from PIL import Image
 
     img, mask = disk_image

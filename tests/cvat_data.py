@@ -1,4 +1,5 @@
-"""Shared inputs of the CVAT tests: a synthetic disk scene, good and malformed requests, the handler module."""
+"""Shared inputs of the CVAT tests: a synthetic disk scene, good and malformed requests, the handler
+module."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNC = ROOT / "cvat_function"
@@ -38,8 +38,12 @@ def b64(img: np.ndarray, fmt: str = "JPEG") -> str:
 
 def cvat_request(image_b64, pos, neg=(), bbox=None):
     """The payload CVAT's lambda manager posts to an interactor ([x, y] points)."""
-    return {"image": image_b64, "pos_points": [list(p) for p in pos], "neg_points": [list(p) for p in neg],
-            "obj_bbox": bbox}
+    return {
+        "image": image_b64,
+        "pos_points": [list(p) for p in pos],
+        "neg_points": [list(p) for p in neg],
+        "obj_bbox": bbox,
+    }
 
 
 def iou(a, b) -> float:
@@ -48,10 +52,17 @@ def iou(a, b) -> float:
 
 def png_header(w, h) -> bytes:
     """A PNG whose header claims ``w`` x ``h`` (no usable pixel data)."""
+
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 IMG, GT = disk_scene()
@@ -92,7 +103,12 @@ BAD_BODIES = {
     "box not a list": {**GOOD_BOX, "obj_bbox": "48,28,112,92"},
     "threshold out of range": {**GOOD, "threshold": 1.5},
     "threshold not a number": {**GOOD, "threshold": "high"},
-    "legacy box flag, one point": {**GOOD, "obj_bbox": None, "pos_points": [[48, 28]], "startswith_box": True},
+    "legacy box flag, one point": {
+        **GOOD,
+        "obj_bbox": None,
+        "pos_points": [[48, 28]],
+        "startswith_box": True,
+    },
 }
 
 

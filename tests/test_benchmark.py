@@ -58,29 +58,60 @@ def _check_stats(s):
 def test_benchmark_json_with_grabcut(tiny_setup, capsys):
     data, weights = tiny_setup
     out = data / "res" / "bench.json"
-    assert _run(["--data", str(data), "--clicks", "3", "--size", "native", "60x80", "--weights", str(weights),
-                 "--threads", "1", "--json", str(out)]) == 0
+    assert (
+        _run(
+            [
+                "--data",
+                str(data),
+                "--clicks",
+                "3",
+                "--size",
+                "native",
+                "60x80",
+                "--weights",
+                str(weights),
+                "--threads",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
-    for key in ("first_click_ms", "click_ms", "stages_ms", "peak_rss_mb", "grabcut_click_ms", "ratio_vs_grabcut",
-                "device", "torch_threads", "by_size"):
+    for key in (
+        "first_click_ms",
+        "click_ms",
+        "stages_ms",
+        "peak_rss_mb",
+        "grabcut_click_ms",
+        "ratio_vs_grabcut",
+        "device",
+        "torch_threads",
+        "by_size",
+    ):
         assert key in res
     assert res["device"] == "cpu" and res["torch_threads"] == 1 and res["peak_rss_mb"] > 10
     assert set(res["by_size"]) == {"native", "60x80"}
     for block in [res, *res["by_size"].values()]:
         for key in ("first_click_ms", "click_ms", "staged_click_ms", "grabcut_click_ms"):
             _check_stats(block[key])
-        assert block["ratio_vs_grabcut"] == pytest.approx(block["click_ms"]["median"] / block["grabcut_click_ms"]["median"])
+        assert block["ratio_vs_grabcut"] == pytest.approx(
+            block["click_ms"]["median"] / block["grabcut_click_ms"]["median"]
+        )
         stages = block["stages_ms"]
         assert set(stages) == set(PER_IMAGE_STAGES + PER_CLICK_STAGES)
         assert all(v > 0 for v in stages.values())
-        # Each stage is part of a click. Against the stage-timed click the bound is exact; against the
-        # separately timed predict() call it needs slack, as the machine's load varies between the two.
+        # Each stage is part of a click. Against the stage-timed click the bound is exact; against
+        # the separately timed predict() call it needs slack, as the machine's load varies between
+        # the two.
         for s in PER_CLICK_STAGES:
             assert stages[s] <= block["staged_click_ms"]["median"]
             assert stages[s] <= 2.0 * block["click_ms"]["median"]
         for s in PER_IMAGE_STAGES:
             assert stages[s] <= block["first_click_ms"]["median"]
-    # 1 image x 2 sizes x 2 later clicks (the robot may stop early on an easy disk, never before click 2)
+    # 1 image x 2 sizes x 2 later clicks (the robot may stop early on an easy disk, never before
+    # click 2)
     assert 2 <= res["click_ms"]["n"] <= 4 and res["first_click_ms"]["n"] == 2
     assert "later click" in capsys.readouterr().out
 
@@ -89,8 +120,24 @@ def test_benchmark_no_grabcut_and_fixed_clicks(tiny_setup, tmp_path, capsys):
     _, weights = tiny_setup
     out = tmp_path / "b.json"
     # coffee has no ground truth: the fixed click list drives it, resized to keep the test fast
-    assert _run(["--data", "coffee", "--clicks", "3", "--size", "40x60", "--weights", str(weights),
-                 "--no-grabcut", "--json", str(out)]) == 0
+    assert (
+        _run(
+            [
+                "--data",
+                "coffee",
+                "--clicks",
+                "3",
+                "--size",
+                "40x60",
+                "--weights",
+                str(weights),
+                "--no-grabcut",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["grabcut_click_ms"] is None and res["ratio_vs_grabcut"] is None
     assert res["click_ms"]["n"] == 2 and res["images"] == ["coffee"]
@@ -115,8 +162,22 @@ def test_default_data_is_the_bundled_samples_wherever_it_runs(tiny_setup, tmp_pa
     (tmp_path / "shared" / "datasets" / "grabcut" / "data_GT").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "default.json"
-    assert _run(["--clicks", "2", "--size", "40x60", "--weights", str(weights), "--no-grabcut",
-                 "--json", str(out)]) == 0
+    assert (
+        _run(
+            [
+                "--clicks",
+                "2",
+                "--size",
+                "40x60",
+                "--weights",
+                str(weights),
+                "--no-grabcut",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["images"] == list(DEFAULT_DATA) == ["coffee", "nuclei"]
     assert res["click_ms"]["n"] == 2  # one later click on each sample

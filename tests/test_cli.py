@@ -14,19 +14,50 @@ def tiny_dataset(tmp_path, disk_image):
         (tmp_path / "img").mkdir(exist_ok=True)
         (tmp_path / "gt").mkdir(exist_ok=True)
         Image.fromarray(np.roll(img, 15 * k, axis=0)).save(tmp_path / "img" / f"{k}.jpg")
-        Image.fromarray(np.roll(mask, 15 * k, axis=0).astype(np.uint8)).save(tmp_path / "gt" / f"{k}.png")
+        Image.fromarray(np.roll(mask, 15 * k, axis=0).astype(np.uint8)).save(
+            tmp_path / "gt" / f"{k}.png"
+        )
     return tmp_path
 
 
 def test_evaluate_writes_json_csv_plot(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "res" / "rw.json"
     plot = tmp_path / "res" / "rw.png"
-    assert main(["evaluate", str(tiny_dataset), "--method", "random-walker", "--max-clicks", "3",
-                 "--json", str(out), "--plot", str(plot), "--superpixels", "100"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_dataset),
+                "--method",
+                "random-walker",
+                "--max-clicks",
+                "3",
+                "--json",
+                str(out),
+                "--plot",
+                str(plot),
+                "--superpixels",
+                "100",
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
-    for key in ("noc@85", "noc@90", "nof@85", "nof@90", "miou_per_click", "latency_ms", "n_objects"):
+    for key in (
+        "noc@85",
+        "noc@90",
+        "nof@85",
+        "nof@90",
+        "miou_per_click",
+        "latency_ms",
+        "n_objects",
+    ):
         assert key in res
-    assert res["n_objects"] == 2 and len(res["miou_per_click"]) == 3 and set(res["latency_ms"]) == {"median", "p90"}
+    assert (
+        res["n_objects"] == 2
+        and len(res["miou_per_click"]) == 3
+        and set(res["latency_ms"]) == {"median", "p90"}
+    )
     assert res["miou_per_click"][-1] > 0.8  # an easy disk: the baseline finds it
     assert out.with_suffix(".csv").read_text().count("\n") == 3
     assert plot.stat().st_size > 1000
@@ -41,37 +72,81 @@ def test_evaluate_no_refine_reaches_the_predictor(tiny_dataset, tmp_path, monkey
     for flag, refined in (([], True), (["--no-refine"], False)):
         out = tmp_path / f"spbox{len(flag)}.json"
         seen.clear()
-        assert main(["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(out), *flag]) == 0
+        assert (
+            main(["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(out), *flag])
+            == 0
+        )
         res = json.loads(out.read_text())
         assert res["refine"] is refined and res["variant"] == "spbox"  # the shipped card's guidance
         assert bool(seen) is refined  # the predictor refined its clicks, or never did
     monkeypatch.setattr(inference, "refine_edges", lambda *a, **k: seen.append(k) or real(*a, **k))
     seen.clear()
     out = tmp_path / "precise.json"
-    assert main(["evaluate", str(tiny_dataset), "--max-clicks", "2", "--json", str(out), "--precise-edges"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_dataset),
+                "--max-clicks",
+                "2",
+                "--json",
+                str(out),
+                "--precise-edges",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["precise_edges"] is True
-    assert seen and all(k == {"iterations": 3, "max_side": None} for k in seen)  # full size, 3 iterations
+    # full size, 3 iterations
+    assert seen and all(k == {"iterations": 3, "max_side": None} for k in seen)
 
     passes = []
     real_forward = inference.SPBoxPredictor.forward
-    monkeypatch.setattr(inference.SPBoxPredictor, "forward",
-                        lambda self, x: passes.append(self.flip) or real_forward(self, x))
+    monkeypatch.setattr(
+        inference.SPBoxPredictor,
+        "forward",
+        lambda self, x: passes.append(self.flip) or real_forward(self, x),
+    )
     out = tmp_path / "flip.json"
-    assert main(["evaluate", str(tiny_dataset), "--max-clicks", "2", "--json", str(out), "--flip"]) == 0
+    assert (
+        main(["evaluate", str(tiny_dataset), "--max-clicks", "2", "--json", str(out), "--flip"])
+        == 0
+    )
     assert json.loads(out.read_text())["flip"] is True and passes and all(passes)
 
 
-def test_evaluate_ignore_band_is_recorded_scores_higher_and_writes_full_rows(tiny_dataset, tmp_path):
+def test_evaluate_ignore_band_is_recorded_scores_higher_and_writes_full_rows(
+    tiny_dataset, tmp_path
+):
     runs = {}
     for w in (0, 3):
         out = tmp_path / f"band{w}.json"
-        assert main(["evaluate", str(tiny_dataset), "--method", "random-walker", "--max-clicks", "4", "--json",
-                     str(out), "--superpixels", "100", "--ignore-band", str(w)]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(tiny_dataset),
+                    "--method",
+                    "random-walker",
+                    "--max-clicks",
+                    "4",
+                    "--json",
+                    str(out),
+                    "--superpixels",
+                    "100",
+                    "--ignore-band",
+                    str(w),
+                ]
+            )
+            == 0
+        )
         runs[w] = json.loads(out.read_text())
         rows = out.with_suffix(".csv").read_text().splitlines()
-        assert all(len(r.split(",")) == 3 + 4 for r in rows)  # objects the robot stopped early are padded
+        # objects the robot stopped early are padded
+        assert all(len(r.split(",")) == 3 + 4 for r in rows)
     assert "ignore_band" not in runs[0] and runs[3]["ignore_band"] == 3
-    assert runs[3]["miou_per_click"][0] > runs[0]["miou_per_click"][0]  # the outline's errors no longer count
+    # the outline's errors no longer count
+    assert runs[3]["miou_per_click"][0] > runs[0]["miou_per_click"][0]
     with pytest.raises(SystemExit, match="--ignore-band"):
         main(["evaluate", str(tiny_dataset), "--method", "random-walker", "--ignore-band", "-1"])
 
@@ -79,14 +154,43 @@ def test_evaluate_ignore_band_is_recorded_scores_higher_and_writes_full_rows(tin
 def test_segment_grabcut_writes_overlay_and_mask(tiny_dataset, tmp_path):
     overlay, mask_png = tmp_path / "o.png", tmp_path / "m.png"
     # the disk is centred at x=100, y=80 with radius 40; negative just outside at its lower right
-    assert main(["segment", str(tiny_dataset / "img" / "0.jpg"), "--method", "grabcut", "--click", "100,80",
-                 "--click", "135,115,neg", "--out", str(overlay), "--mask-out", str(mask_png)]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tiny_dataset / "img" / "0.jpg"),
+                "--method",
+                "grabcut",
+                "--click",
+                "100,80",
+                "--click",
+                "135,115,neg",
+                "--out",
+                str(overlay),
+                "--mask-out",
+                str(mask_png),
+            ]
+        )
+        == 0
+    )
     mask = np.asarray(Image.open(mask_png)) > 0
     assert overlay.is_file() and mask[80, 100] and not mask[5, 5]
 
 
 def test_segment_refuses_out_of_protocol_click(tiny_dataset, capsys):
-    assert main(["segment", str(tiny_dataset / "img" / "0.jpg"), "--method", "grabcut", "--click", "100,80,neg"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(tiny_dataset / "img" / "0.jpg"),
+                "--method",
+                "grabcut",
+                "--click",
+                "100,80,neg",
+            ]
+        )
+        == 2
+    )
     assert "first click must be positive" in capsys.readouterr().err
 
 
@@ -105,23 +209,58 @@ def test_demo_segments_the_coffee_cup_with_shipped_weights(tmp_path, capsys):
     assert demo(["--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert out.stat().st_size > 10000 and "click 3" in text
-    assert int(text.split("click 3")[1].split(":")[1].split("px")[0]) > 1000  # a real mask, not an empty one
+    # a real mask, not an empty one
+    assert int(text.split("click 3")[1].split(":")[1].split("px")[0]) > 1000
 
 
 def test_plot_training_compares_runs_and_refuses_other_csvs(tmp_path, capsys):
     header = "epoch,step,loss,lr,val_noc85,val_noc90,val_miou5,seconds\n"
-    for name, rows in (("a", ["1,10,0.2,1e-3,8.0,9.0,0.40,5", "2,20,0.1,5e-4,7.5,8.5,0.45,5"]),
-                       ("b", ["1,10,0.9,1e-3,8.2,9.1,0.42,5"])):
+    for name, rows in (
+        ("a", ["1,10,0.2,1e-3,8.0,9.0,0.40,5", "2,20,0.1,5e-4,7.5,8.5,0.45,5"]),
+        ("b", ["1,10,0.9,1e-3,8.2,9.1,0.42,5"]),
+    ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "log.csv").write_text(header + "\n".join(rows) + "\n")
     out = tmp_path / "train.png"
-    assert main(["plot-training", str(out), str(tmp_path / "a" / "log.csv"), f"focal={tmp_path / 'b' / 'log.csv'}"]) == 0
+    assert (
+        main(
+            [
+                "plot-training",
+                str(out),
+                str(tmp_path / "a" / "log.csv"),
+                f"focal={tmp_path / 'b' / 'log.csv'}",
+            ]
+        )
+        == 0
+    )
     assert out.stat().st_size > 1000 and str(out) in capsys.readouterr().out
     plain, ref = tmp_path / "plain.png", tmp_path / "ref.png"
     assert main(["plot-training", str(plain), str(tmp_path / "a" / "log.csv")]) == 0
-    assert main(["plot-training", str(ref), str(tmp_path / "a" / "log.csv"), "--reference", "shipped=8.7,0.43"]) == 0
+    assert (
+        main(
+            [
+                "plot-training",
+                str(ref),
+                str(tmp_path / "a" / "log.csv"),
+                "--reference",
+                "shipped=8.7,0.43",
+            ]
+        )
+        == 0
+    )
     assert ref.read_bytes() != plain.read_bytes()  # the reference lines are drawn
-    assert main(["plot-training", str(ref), str(tmp_path / "a" / "log.csv"), "--reference", "shipped=8.7"]) == 2
+    assert (
+        main(
+            [
+                "plot-training",
+                str(ref),
+                str(tmp_path / "a" / "log.csv"),
+                "--reference",
+                "shipped=8.7",
+            ]
+        )
+        == 2
+    )
     assert "LABEL=NOC90,MIOU5" in capsys.readouterr().err
     (tmp_path / "other.csv").write_text(header)  # a log without validated epochs
     assert main(["plot-training", str(tmp_path / "x.png"), str(tmp_path / "other.csv")]) == 2
@@ -132,13 +271,18 @@ def test_plot_training_draws_successive_runs_as_one_curve(tmp_path, capsys):
     from napari_spbox.report import _validated_epochs
 
     header = "epoch,step,loss,lr,val_noc85,val_noc90,val_miou5,seconds\n"
-    (tmp_path / "c1.csv").write_text(header + "1,10,0.2,1e-3,,,,5\n2,20,0.2,1e-3,8.0,9.0,0.40,5\n3,30,0.2,1e-3,,,,5\n")
+    (tmp_path / "c1.csv").write_text(
+        header + "1,10,0.2,1e-3,,,,5\n2,20,0.2,1e-3,8.0,9.0,0.40,5\n3,30,0.2,1e-3,,,,5\n"
+    )
     (tmp_path / "c2.csv").write_text(header + "1,10,0.2,1e-3,,,,5\n2,20,0.1,5e-4,7.5,8.5,0.45,5\n")
     epochs, rows = _validated_epochs([tmp_path / "c1.csv", tmp_path / "c2.csv"])
     assert epochs == [2, 5]  # the second run's epoch 2 follows the first run's last logged epoch, 3
     assert [r["val_noc90"] for r in rows] == ["9.0", "8.5"]
     out = tmp_path / "both.png"
-    assert main(["plot-training", str(out), f"two cycles={tmp_path / 'c1.csv'},{tmp_path / 'c2.csv'}"]) == 0
+    assert (
+        main(["plot-training", str(out), f"two cycles={tmp_path / 'c1.csv'},{tmp_path / 'c2.csv'}"])
+        == 0
+    )
     assert out.stat().st_size > 1000
 
 
@@ -146,30 +290,82 @@ def _write_nocs(path, nocs, names=None):
     from napari_spbox.report import write_csv
 
     # an object reaching 90 % on click k has IoU 0.5 before it and 0.95 from it on
-    per_object = [{"name": n, "ious": [0.5] * (k - 1) + [0.95] * (20 - k + 1)}
-                  for n, k in zip(names or [f"o{i}" for i in range(len(nocs))], nocs)]
+    per_object = [
+        {"name": n, "ious": [0.5] * (k - 1) + [0.95] * (20 - k + 1)}
+        for n, k in zip(names or [f"o{i}" for i in range(len(nocs))], nocs)
+    ]
     return write_csv(path, per_object)
 
 
 def test_compare_gives_the_shipping_rules_verdict(tmp_path, capsys):
     rng = np.random.default_rng(0)
     base_a, base_b = rng.integers(2, 15, 50), rng.integers(2, 15, 80)
-    base = [_write_nocs(tmp_path / "base_a.csv", base_a), _write_nocs(tmp_path / "base_b.csv", base_b)]
+    base = [
+        _write_nocs(tmp_path / "base_a.csv", base_a),
+        _write_nocs(tmp_path / "base_b.csv", base_b),
+    ]
     # two clicks fewer on every object of set a, the same on set b: better pooled, worse nowhere
-    good = [_write_nocs(tmp_path / "good_a.csv", base_a - 1), _write_nocs(tmp_path / "good_b.csv", base_b)]
+    good = [
+        _write_nocs(tmp_path / "good_a.csv", base_a - 1),
+        _write_nocs(tmp_path / "good_b.csv", base_b),
+    ]
     out = tmp_path / "cmp.json"
-    assert main(["compare", "--baseline", *map(str, base), "--candidate", *map(str, good), "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--baseline",
+                *map(str, base),
+                "--candidate",
+                *map(str, good),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["ships"] and res["sets"][0]["diff"] == -1 and res["sets"][1]["diff"] == 0
     assert "passes" in capsys.readouterr().out
-    # a large gain on a, bought with a click more on every object of b: better pooled, worse on b, does not ship
-    bad = [_write_nocs(tmp_path / "bad_a.csv", np.maximum(base_a - 6, 1)), _write_nocs(tmp_path / "bad_b.csv", base_b + 1)]
-    assert main(["compare", "--baseline", *map(str, base), "--candidate", *map(str, bad), "--json", str(out)]) == 0
+    # a large gain on a, bought with a click more on every object of b: better pooled, worse on b,
+    # does not ship
+    bad = [
+        _write_nocs(tmp_path / "bad_a.csv", np.maximum(base_a - 6, 1)),
+        _write_nocs(tmp_path / "bad_b.csv", base_b + 1),
+    ]
+    assert (
+        main(
+            [
+                "compare",
+                "--baseline",
+                *map(str, base),
+                "--candidate",
+                *map(str, bad),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["pooled"]["high"] < 0 and res["sets"][1]["low"] > 0 and not res["ships"]
-    # a better set a alone is not enough when the pooled gain is within noise: one object of 50 a click better
+    # a better set a alone is not enough when the pooled gain is within noise: one object of 50 a
+    # click better
     small = [_write_nocs(tmp_path / "small_a.csv", base_a - (np.arange(50) == 0)), base[1]]
-    assert main(["compare", "--baseline", *map(str, base), "--candidate", *map(str, small), "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--baseline",
+                *map(str, base),
+                "--candidate",
+                *map(str, small),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert not json.loads(out.read_text())["ships"]
 
 
@@ -185,9 +381,15 @@ def test_compare_refuses_runs_of_different_objects(tmp_path):
 def test_evaluate_in_worker_processes_gives_the_same_results(tiny_dataset, tmp_path):
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     assert main(["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(one)]) == 0
-    assert main(["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(two), "--jobs", "2"]) == 0
+    assert (
+        main(
+            ["evaluate", str(tiny_dataset), "--max-clicks", "3", "--json", str(two), "--jobs", "2"]
+        )
+        == 0
+    )
     assert json.loads(two.read_text())["jobs"] == 2
-    assert two.with_suffix(".csv").read_text() == one.with_suffix(".csv").read_text()  # every object, in order
+    # every object, in order
+    assert two.with_suffix(".csv").read_text() == one.with_suffix(".csv").read_text()
 
 
 def test_every_sub_command_errors_in_one_line(capsys):
@@ -198,8 +400,18 @@ def test_every_sub_command_errors_in_one_line(capsys):
     from napari_spbox.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert {"segment", "evaluate", "plot", "compare", "plot-training", "train", "validate",
-            "average", "benchmark", "serve-cvat"} <= set(sub.choices)
+    assert {
+        "segment",
+        "evaluate",
+        "plot",
+        "compare",
+        "plot-training",
+        "train",
+        "validate",
+        "average",
+        "benchmark",
+        "serve-cvat",
+    } <= set(sub.choices)
     for name in sub.choices:
         with pytest.raises(SystemExit) as exc:
             main([name, "--no-such-flag"])
@@ -216,11 +428,13 @@ def test_parsing_a_command_loads_no_training_code_nor_torch():
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "from napari_spbox.cli import build_parser\n"
-            "build_parser().parse_args(['segment', 'a.png', '--click', '1,2'])\n"
-            "names = ('torch', 'napari_spbox.train.loop', 'napari_spbox.train.data', "
-            "'napari_spbox.evaluation.robot', 'napari_spbox.model')\n"
-            "print([m for m in names if m in sys.modules])")
+    code = (
+        "import sys\n"
+        "from napari_spbox.cli import build_parser\n"
+        "build_parser().parse_args(['segment', 'a.png', '--click', '1,2'])\n"
+        "names = ('torch', 'napari_spbox.train.loop', 'napari_spbox.train.data', "
+        "'napari_spbox.evaluation.robot', 'napari_spbox.model')\n"
+        "print([m for m in names if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

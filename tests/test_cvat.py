@@ -1,7 +1,7 @@
 """CVAT interactor: the Nuclio handler (through nuclio_sdk's test Platform) and function.yaml.
 
-Every prediction uses the classical random-walker predictor (SPBOX_METHOD override): fast, no weights, unless a
-test is about the network's own settings.
+Every prediction uses the classical random-walker predictor (SPBOX_METHOD override): fast, no
+weights, unless a test is about the network's own settings.
 """
 
 from __future__ import annotations
@@ -11,14 +11,25 @@ import json
 import numpy as np
 import pytest
 import yaml
+from cvat_data import (
+    BAD_BODIES,
+    FUNC,
+    GOOD,
+    GOOD_BOX,
+    GT,
+    IMG,
+    b64,
+    cvat_request,
+    disk_scene,
+    iou,
+    load_main,
+)
 from nuclio_sdk import Event
 from nuclio_sdk.test import Platform
 
 from napari_spbox.core.predictor import THRESHOLD, Prediction
 from napari_spbox.core.protocol import Box, box_from_pair
 from napari_spbox.cvat import MAX_PIXELS, InteractorService, build_session, mask_json, parse_request
-
-from cvat_data import BAD_BODIES, FUNC, GOOD, GOOD_BOX, GT, IMG, b64, cvat_request, disk_scene, iou, load_main
 
 
 @pytest.fixture
@@ -30,7 +41,9 @@ def nuclio(monkeypatch):
     platform = Platform()
 
     def call(body, content_type="application/json"):
-        response = platform.call_handler(main.handler, Event(body=body, content_type=content_type, method="POST"))
+        response = platform.call_handler(
+            main.handler, Event(body=body, content_type=content_type, method="POST")
+        )
         assert response.content_type == "application/json"
         return response.status_code, json.loads(response.body)
 
@@ -49,15 +62,24 @@ def test_init_context_loads_the_model_once(nuclio):
     assert nuclio.platform._get_handler_context(nuclio.main.handler).user_data.model is service
 
 
-@pytest.mark.parametrize("case", ["clicks", "obj_bbox", "legacy-box-in-pos_points", "bytes-body", "png"])
+@pytest.mark.parametrize(
+    "case", ["clicks", "obj_bbox", "legacy-box-in-pos_points", "bytes-body", "png"]
+)
 def test_cvat_request_gives_mask_of_the_object(nuclio, case):
     body = {
         "clicks": GOOD,
         "obj_bbox": GOOD_BOX,
         # old servers: the box corners first in pos_points, flagged by the request
-        "legacy-box-in-pos_points": {**GOOD, "pos_points": [[48, 28], [112, 92], [80, 60]], "neg_points": [],
-                                     "obj_bbox": None, "startswith_box": True},
-        "bytes-body": json.dumps(GOOD).encode(),  # Nuclio hands bytes when the content type is not JSON
+        "legacy-box-in-pos_points": {
+            **GOOD,
+            "pos_points": [[48, 28], [112, 92], [80, 60]],
+            "neg_points": [],
+            "obj_bbox": None,
+            "startswith_box": True,
+        },
+        "bytes-body": json.dumps(
+            GOOD
+        ).encode(),  # Nuclio hands bytes when the content type is not JSON
         "png": {**GOOD, "image": b64(IMG, "PNG")},
     }[case]
     status, answer = nuclio(body)
@@ -87,7 +109,11 @@ def test_session_from_request():
     body = {**GOOD, "pos_points": [[80, 60], [70, 50]], "neg_points": [[112, 92], [75, 55]]}
     session = build_session(parse_request(body))
     assert [(c.row, c.col, c.positive) for c in session.clicks] == [
-        (60, 80, True), (92, 112, False), (50, 70, True), (55, 75, False)]
+        (60, 80, True),
+        (92, 112, False),
+        (50, 70, True),
+        (55, 75, False),
+    ]
     assert session.box == box_from_pair(session.clicks[0], session.clicks[1], IMG.shape)
     # The right / bottom edge of the last pixel (x == W) is still in the image.
     session = build_session(parse_request({**GOOD, "pos_points": [[160, 120]], "neg_points": []}))
@@ -106,14 +132,22 @@ def test_legacy_box_from_environment(monkeypatch):
     monkeypatch.setenv("SPBOX_METHOD", "random-walker")
     monkeypatch.setenv("SPBOX_BOX_IN_POS_POINTS", "1")
     main = load_main()
-    body = {**GOOD, "pos_points": [[48, 28], [112, 92], [80, 60]], "neg_points": [], "obj_bbox": None}
-    response = Platform().call_handler(main.handler, Event(body=body, content_type="application/json"))
+    body = {
+        **GOOD,
+        "pos_points": [[48, 28], [112, 92], [80, 60]],
+        "neg_points": [],
+        "obj_bbox": None,
+    }
+    response = Platform().call_handler(
+        main.handler, Event(body=body, content_type="application/json")
+    )
     assert response.status_code == 200
     assert iou(np.asarray(json.loads(response.body)["mask"], bool), GT) > 0.8
 
 
 def test_precise_edges_from_environment(monkeypatch):
-    """``SPBOX_PRECISE_EDGES=1`` makes the deployed spbox function refine at full size, 3 iterations."""
+    """``SPBOX_PRECISE_EDGES=1`` makes the deployed spbox function refine at full size, 3
+    iterations."""
     from napari_spbox.model import inference
 
     seen = []
@@ -125,10 +159,13 @@ def test_precise_edges_from_environment(monkeypatch):
         monkeypatch.setenv("SPBOX_PRECISE_EDGES", value)
         main = load_main()
         seen.clear()
-        response = Platform().call_handler(main.handler, Event(body=GOOD, content_type="application/json"))
+        response = Platform().call_handler(
+            main.handler, Event(body=GOOD, content_type="application/json")
+        )
         assert response.status_code == 200
         assert seen and all(k == setting for k in seen)
-    monkeypatch.setenv("SPBOX_METHOD", "grabcut")  # an option of the network's pipeline only: said at start-up
+    # an option of the network's pipeline only: said at start-up
+    monkeypatch.setenv("SPBOX_METHOD", "grabcut")
     with pytest.raises(ValueError, match="precise edges"):
         InteractorService.from_env()
 
@@ -137,14 +174,22 @@ def test_precise_edges_from_environment(monkeypatch):
 def test_bad_request_is_400_with_message(nuclio, name):
     status, answer = nuclio(BAD_BODIES[name])
     assert status == 400, (name, answer)
-    assert set(answer) == {"error"} and isinstance(answer["error"], str) and len(answer["error"]) > 5
+    assert (
+        set(answer) == {"error"} and isinstance(answer["error"], str) and len(answer["error"]) > 5
+    )
 
 
 def test_error_messages_say_what_is_wrong(nuclio):
     expect = {
-        "missing image": "image", "missing pos_points": "pos_points", "invalid base64": "base64",
-        "oversized image": "50 MP", "point outside (x)": "outside", "NaN point": "finite",
-        "invalid JSON": "JSON", "empty points, no box": "positive", "threshold out of range": "threshold",
+        "missing image": "image",
+        "missing pos_points": "pos_points",
+        "invalid base64": "base64",
+        "oversized image": "50 MP",
+        "point outside (x)": "outside",
+        "NaN point": "finite",
+        "invalid JSON": "JSON",
+        "empty points, no box": "positive",
+        "threshold out of range": "threshold",
     }
     for name, word in expect.items():
         assert word in nuclio(BAD_BODIES[name])[1]["error"], name
@@ -191,7 +236,10 @@ def test_same_frame_reuses_the_decoded_image():
     service = InteractorService.create("random-walker")
     seen = []
     real_set_image = service.predictor.set_image
-    service.predictor.set_image = lambda image, *a, **kw: (seen.append(image), real_set_image(image, *a, **kw))
+    service.predictor.set_image = lambda image, *a, **kw: (
+        seen.append(image),
+        real_set_image(image, *a, **kw),
+    )
     other = cvat_request(b64(disk_scene(seed=5)[0]), [(80, 60)], [(112, 92)])
     for body in (GOOD, GOOD_BOX, other, GOOD):
         assert service.handle(json.dumps(body))[0] == 200
@@ -206,7 +254,9 @@ def test_threshold_is_applied():
             self.shape = image.shape[:2]
 
         def predict(self, session):
-            return Prediction(np.tile(np.linspace(0, 1, self.shape[1], dtype=np.float32), (self.shape[0], 1)))
+            return Prediction(
+                np.tile(np.linspace(0, 1, self.shape[1], dtype=np.float32), (self.shape[0], 1))
+            )
 
     service = InteractorService(Ramp())
     for threshold, expect in ((None, THRESHOLD), (0.25, 0.25), (0.75, 0.75)):
@@ -229,13 +279,26 @@ def test_function_yaml(name):
     doc = yaml.safe_load((FUNC / name).read_text())
     ann = doc["metadata"]["annotations"]
     assert ann["type"] == "interactor" and ann["version"] == 2 and ann["spec"] == ""
-    assert ann["min_pos_points"] == 1 and ann["min_neg_points"] == 0 and ann["startswith_box_optional"] is True
+    assert (
+        ann["min_pos_points"] == 1
+        and ann["min_neg_points"] == 0
+        and ann["startswith_box_optional"] is True
+    )
     assert "negative" in ann["help_message"] and ann["name"]
     spec = doc["spec"]
-    assert spec["runtime"] == "python:3.11" and spec["handler"] == "main:handler" and spec["eventTimeout"]
-    assert spec["build"]["baseImage"] and any("napari_spbox" in d["value"] for d in spec["build"]["directives"]["postCopy"])
+    assert (
+        spec["runtime"] == "python:3.11"
+        and spec["handler"] == "main:handler"
+        and spec["eventTimeout"]
+    )
+    assert spec["build"]["baseImage"] and any(
+        "napari_spbox" in d["value"] for d in spec["build"]["directives"]["postCopy"]
+    )
     trigger = spec["triggers"]["myHttpTrigger"]
-    assert trigger["kind"] == "http" and trigger["attributes"]["maxRequestBodySize"] >= 128 * 1024 * 1024
+    assert (
+        trigger["kind"] == "http"
+        and trigger["attributes"]["maxRequestBodySize"] >= 128 * 1024 * 1024
+    )
     device = {e["name"]: e["value"] for e in spec["env"]}["SPBOX_DEVICE"]
     if name == "function-gpu.yaml":
         assert spec["resources"]["limits"]["nvidia.com/gpu"] == 1 and device == "cuda"

@@ -1,4 +1,5 @@
-"""CVAT protocol without Nuclio: the dev HTTP server (`spbox serve-cvat`) and the native cvat-sdk function."""
+"""CVAT protocol without Nuclio: the dev HTTP server (`spbox serve-cvat`) and the native cvat-sdk
+function."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import time
 
 import numpy as np
 import pytest
+from cvat_data import BAD_BODIES, FUNC, GOOD, GT, IMG, b64, cvat_request, disk_scene, encode, iou
 from PIL import Image
 
 from napari_spbox.cvat import MAX_PIXELS, InteractorService
 from napari_spbox.serve import add_serve_parser, cmd_serve_cvat, make_server
-
-from cvat_data import BAD_BODIES, FUNC, GOOD, GT, IMG, b64, cvat_request, disk_scene, encode, iou
 
 
 # -- dev HTTP server --------------------------------------------------------------------------
@@ -26,7 +26,10 @@ def server():
     serialised, concurrent clients would interleave and get another frame's mask."""
     service = InteractorService.create("random-walker")
     real_set_image = service.predictor.set_image
-    service.predictor.set_image = lambda image, *a, **kw: (real_set_image(image, *a, **kw), time.sleep(0.02))
+    service.predictor.set_image = lambda image, *a, **kw: (
+        real_set_image(image, *a, **kw),
+        time.sleep(0.02),
+    )
     srv = make_server(service, "127.0.0.1", 0, quiet=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -68,12 +71,17 @@ def test_http_round_trip(server):
 def test_http_eight_concurrent_clients(server):
     # Four different frames of one size: a mixed-up prediction shows as a wrong mask.
     scenes = [disk_scene(40 + 10 * k, 50 + 20 * k, 18 + 2 * k, seed=k) for k in range(4)]
-    bodies = [cvat_request(b64(img), [(50 + 20 * k, 40 + 10 * k)], [(50 + 20 * k + 30 + 2 * k, 40 + 10 * k + 30)])
-              for k, (img, _) in enumerate(scenes)]
+    bodies = [
+        cvat_request(
+            b64(img), [(50 + 20 * k, 40 + 10 * k)], [(50 + 20 * k + 30 + 2 * k, 40 + 10 * k + 30)]
+        )
+        for k, (img, _) in enumerate(scenes)
+    ]
     failures, done = [], []
 
     def client(c):
-        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=120)  # keep-alive: one connection
+        # keep-alive: one connection
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=120)
         try:
             for i in range(4):
                 k = (c + i) % 4
@@ -84,7 +92,11 @@ def test_http_eight_concurrent_clients(server):
                     continue
                 status, answer = post(server, bodies[k], conn=conn)
                 mask = np.asarray(answer.get("mask", []), bool)
-                if status != 200 or mask.shape != scenes[k][1].shape or iou(mask, scenes[k][1]) < 0.7:
+                if (
+                    status != 200
+                    or mask.shape != scenes[k][1].shape
+                    or iou(mask, scenes[k][1]) < 0.7
+                ):
                     failures.append((c, i, status, answer.get("error")))
                 done.append(1)
         except Exception as exc:  # noqa: BLE001 - reported below
@@ -116,7 +128,9 @@ def test_http_body_limits(server):
 def test_serve_parser():
     p = argparse.ArgumentParser()
     add_serve_parser(p.add_subparsers(dest="command"))
-    args = p.parse_args(["serve-cvat", "--port", "0", "--method", "random-walker", "--device", "cpu"])
+    args = p.parse_args(
+        ["serve-cvat", "--port", "0", "--method", "random-walker", "--device", "cpu"]
+    )
     assert args.func is cmd_serve_cvat and args.host == "127.0.0.1" and args.port == 0
     assert args.method == "random-walker" and args.weights is None and args.max_pixels == MAX_PIXELS
     assert not args.precise_edges and p.parse_args(["serve-cvat", "--precise-edges"]).precise_edges
@@ -139,7 +153,10 @@ def test_native_interaction_function():
         pos_points, neg_points, bounding_box = ((80.0, 60.0),), ((112.0, 92.0),), None
 
     pp = fn.preprocess_image(None, Image.fromarray(IMG))
-    for prompts in (Prompts, type("P", (Prompts,), {"neg_points": (), "bounding_box": ((48, 28), (112, 92))})):
+    for prompts in (
+        Prompts,
+        type("P", (Prompts,), {"neg_points": (), "bounding_box": ((48, 28), (112, 92))}),
+    ):
         shapes = fn.detect(None, pp, prompts)
         assert len(shapes) == 1 and shapes[0].type == "mask"
         mask = decode_mask(shapes[0].points, image_width=IMG.shape[1], image_height=IMG.shape[0])

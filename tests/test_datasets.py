@@ -21,7 +21,12 @@ def test_grabcut_layout_ignores_128(tmp_path):
     _save(tmp_path / "boundary_GT" / "a.png", gt)
     (item,) = read_dataset(tmp_path)
     image, mask, ignore = item.load()
-    assert image.shape == (10, 12, 3) and mask.sum() == 16 and ignore.sum() == 8 and not (mask & ignore).any()
+    assert (
+        image.shape == (10, 12, 3)
+        and mask.sum() == 16
+        and ignore.sum() == 8
+        and not (mask & ignore).any()
+    )
 
 
 def test_folder_layout_binary_ignore_and_instances(tmp_path):
@@ -46,7 +51,13 @@ def test_coco_json_polygons(tmp_path):
     data = {
         "images": [{"id": 5, "file_name": "5.jpg", "height": 20, "width": 30}],
         "annotations": [
-            {"id": 1, "image_id": 5, "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]], "area": 100, "iscrowd": 0},
+            {
+                "id": 1,
+                "image_id": 5,
+                "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]],
+                "area": 100,
+                "iscrowd": 0,
+            },
             {"id": 2, "image_id": 5, "segmentation": {"counts": "x"}, "area": 50, "iscrowd": 1},
         ],
         "categories": [{"id": 1, "name": "thing"}],
@@ -65,6 +76,7 @@ def test_unknown_layout_is_a_clear_error(tmp_path):
 def test_shared_datasets_read():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # shared/ sits beside the repo
+    # shared/ sits beside the repo
+    root = Path(__file__).resolve().parents[2] / "shared" / "datasets"
     assert len(read_dataset(root / "grabcut")) == 50
     assert len(read_dataset(root / "davis-dev")) == 87

@@ -65,13 +65,15 @@ def test_ablation_variants():
 
 def test_eu_map_by_hand_on_5x5():
     # one click at (1, 2): squared distances (r - 1)^2 + (c - 2)^2, counted out per pixel
-    squared = np.array([
-        [5, 2, 1, 2, 5],
-        [4, 1, 0, 1, 4],
-        [5, 2, 1, 2, 5],
-        [8, 5, 4, 5, 8],
-        [13, 10, 9, 10, 13],
-    ])
+    squared = np.array(
+        [
+            [5, 2, 1, 2, 5],
+            [4, 1, 0, 1, 4],
+            [5, 2, 1, 2, 5],
+            [8, 5, 4, 5, 8],
+            [13, 10, 9, 10, 13],
+        ]
+    )
     eu = euclidean_distance_map((5, 5), [Click(1, 2, True)])
     assert eu.shape == (5, 5) and eu.dtype == np.float32
     np.testing.assert_allclose(eu, np.sqrt(squared), rtol=1e-6)
@@ -79,26 +81,31 @@ def test_eu_map_by_hand_on_5x5():
     cut = euclidean_distance_map((5, 5), [Click(1, 2, True)], truncate=3.0)
     np.testing.assert_allclose(cut, np.minimum(np.sqrt(squared), 3.0), rtol=1e-6)
     # a second click at (4, 0): each pixel takes the nearer one, (r - 4)^2 + c^2 in the lower left
-    nearer = np.array([
-        [5, 2, 1, 2, 5],
-        [4, 1, 0, 1, 4],
-        [4, 2, 1, 2, 5],
-        [1, 2, 4, 5, 8],
-        [0, 1, 4, 9, 13],
-    ])
+    nearer = np.array(
+        [
+            [5, 2, 1, 2, 5],
+            [4, 1, 0, 1, 4],
+            [4, 2, 1, 2, 5],
+            [1, 2, 4, 5, 8],
+            [0, 1, 4, 9, 13],
+        ]
+    )
     two = euclidean_distance_map((5, 5), [Click(1, 2, True), Click(4, 0, True)])
     np.testing.assert_allclose(two, np.sqrt(nearer), rtol=1e-6)
     assert np.all(euclidean_distance_map((5, 5), []) == 255)  # no click: 255 everywhere
 
 
 def test_bbox_map_by_hand_on_5x5():
-    expect = np.array([
-        [0, 0, 0, 0, 0],
-        [0, 1, 1, 1, 0],
-        [0, 1, 1, 1, 0],
-        [0, 0, 0, 0, 0],
-        [0, 0, 0, 0, 0],
-    ], dtype=np.float32)
+    expect = np.array(
+        [
+            [0, 0, 0, 0, 0],
+            [0, 1, 1, 1, 0],
+            [0, 1, 1, 1, 0],
+            [0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0],
+        ],
+        dtype=np.float32,
+    )
     bb = box_map((5, 5), Box(1, 1, 2, 3))  # inclusive rows 1-2, cols 1-3
     assert bb.dtype == np.float32
     np.testing.assert_array_equal(bb, expect)
@@ -109,13 +116,15 @@ def test_dt_map_by_hand_on_5x5():
     # Euclidean distance of each pixel to the box rows 1-2, cols 1-3: hypot of the row and column
     # steps to the box (0 inside); the map is 1 - min(d, truncate) / truncate
     r2, r5 = np.sqrt(2), np.sqrt(5)
-    d = np.array([
-        [r2, 1, 1, 1, r2],
-        [1, 0, 0, 0, 1],
-        [1, 0, 0, 0, 1],
-        [r2, 1, 1, 1, r2],
-        [r5, 2, 2, 2, r5],
-    ])
+    d = np.array(
+        [
+            [r2, 1, 1, 1, r2],
+            [1, 0, 0, 0, 1],
+            [1, 0, 0, 0, 1],
+            [r2, 1, 1, 1, r2],
+            [r5, 2, 2, 2, r5],
+        ]
+    )
     box = Box(1, 1, 2, 3)
     dt = box_distance_map((5, 5), box)
     assert dt.dtype == np.float32
@@ -133,10 +142,15 @@ def test_guidance_stack_session_paths(grid):
     s.add_click(35, 35, True)
     g = guidance_stack(grid, s)
     assert g.shape == (40, 40, 3) and g.dtype == np.float32
-    assert g[15, 15, 0] == 0 and g[24, 24, 1] == 0 and g[0, 35, 1] == pytest.approx(np.hypot(20, 10) / 255)
+    assert (
+        g[15, 15, 0] == 0
+        and g[24, 24, 1] == 0
+        and g[0, 35, 1] == pytest.approx(np.hypot(20, 10) / 255)
+    )
     assert g[35, 35, 2] == 1  # the box grew to the extra positive
     corr = guidance_stack(grid, Session.from_mask(np.pad(np.ones((10, 10)), 10)))
-    assert np.all(corr[..., :2] == 1) and corr[..., 2].sum() == 100  # correction start: S+/S- at 255
+    # correction start: S+/S- at 255
+    assert np.all(corr[..., :2] == 1) and corr[..., 2].sum() == 100
     for v in ("eu", "bbox", "dt"):
         assert guidance_stack(grid, s, v).shape == (40, 40, 3)
     with pytest.raises(ValueError, match="unknown guidance variant"):

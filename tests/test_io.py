@@ -15,11 +15,16 @@ from napari_spbox.io import ImageReadError, read_image, size_text
 
 @pytest.fixture
 def depths(tmp_path, disk_image):
-    """The disk scene as an 8-bit PNG, a 16-bit TIFF, a 16-bit PNG and a float32 TIFF (same picture)."""
+    """The disk scene as an 8-bit PNG, a 16-bit TIFF, a 16-bit PNG and a float32 TIFF (same
+    picture)."""
     img, _ = disk_image
     grey = img.mean(-1).astype(np.uint8)
-    paths = {"png8": tmp_path / "d8.png", "tif16": tmp_path / "d16.tif", "png16": tmp_path / "d16.png",
-             "tif32": tmp_path / "d32.tif"}
+    paths = {
+        "png8": tmp_path / "d8.png",
+        "tif16": tmp_path / "d16.tif",
+        "png16": tmp_path / "d16.png",
+        "tif32": tmp_path / "d32.tif",
+    }
     Image.fromarray(grey).save(paths["png8"])
     tifffile.imwrite(paths["tif16"], grey.astype(np.uint16) * 257)
     Image.fromarray(grey.astype(np.uint16) * 257).save(paths["png16"])
@@ -29,12 +34,20 @@ def depths(tmp_path, disk_image):
 
 def test_depth_is_kept_and_scaled_like_napari(depths):
     assert read_image(depths["png8"]).dtype == np.uint8
-    assert read_image(depths["tif16"]).dtype == np.uint16 and read_image(depths["png16"]).dtype == np.uint16
+    assert (
+        read_image(depths["tif16"]).dtype == np.uint16
+        and read_image(depths["png16"]).dtype == np.uint16
+    )
     assert read_image(depths["tif32"]).dtype == np.float32
     rgbs = {k: to_rgb_float(read_image(p)) for k, p in depths.items()}
-    for k in ("tif16", "png16", "tif32"):  # not constant white or black: the disk stands out as in the PNG
+    # not constant white or black: the disk stands out as in the PNG
+    for k in (
+        "tif16",
+        "png16",
+        "tif32",
+    ):
         rgb = rgbs[k][..., 0]
-        assert rgb[80, 100] > 0.6 > 0.4 > rgb[5, 5], k
+        assert rgb[80, 100] > 0.6 and 0.4 > rgb[5, 5], k
     np.testing.assert_allclose(rgbs["tif16"], rgbs["tif32"], atol=1e-3)
 
 
@@ -42,8 +55,25 @@ def test_segment_gives_the_same_object_for_every_depth(depths, tmp_path):
     masks = {}
     for kind in ("png8", "tif16", "tif32"):
         out = tmp_path / f"m_{kind}.png"
-        assert main(["segment", str(depths[kind]), "--method", "grabcut", "--click", "100,80", "--click",
-                     "135,115,neg", "--out", str(tmp_path / "o.png"), "--mask-out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "segment",
+                    str(depths[kind]),
+                    "--method",
+                    "grabcut",
+                    "--click",
+                    "100,80",
+                    "--click",
+                    "135,115,neg",
+                    "--out",
+                    str(tmp_path / "o.png"),
+                    "--mask-out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         masks[kind] = np.asarray(Image.open(out)) > 0
     rr, cc = np.mgrid[:160, :200]
     disk = (rr - 80) ** 2 + (cc - 100) ** 2 <= 40**2
@@ -75,12 +105,22 @@ def test_size_reads_width_by_height_everywhere():
     assert size_text((480, 854)) == "854x480 (width x height)"
 
 
-@pytest.mark.parametrize("case, word", [
-    ("empty", "empty"), ("text", "not an image"), ("folder", "folder"), ("missing", "no such file"),
-])
+@pytest.mark.parametrize(
+    "case, word",
+    [
+        ("empty", "empty"),
+        ("text", "not an image"),
+        ("folder", "folder"),
+        ("missing", "no such file"),
+    ],
+)
 def test_segment_refuses_bad_files_on_one_line(tmp_path, capsys, case, word):
-    path = {"empty": tmp_path / "e.png", "text": tmp_path / "t.png", "folder": tmp_path,
-            "missing": tmp_path / "none.png"}[case]
+    path = {
+        "empty": tmp_path / "e.png",
+        "text": tmp_path / "t.png",
+        "folder": tmp_path,
+        "missing": tmp_path / "none.png",
+    }[case]
     (tmp_path / "e.png").write_bytes(b"")
     (tmp_path / "t.png").write_text("hello")
     assert main(["segment", str(path), "--click", "10,10", "--out", str(tmp_path / "o.png")]) == 2
@@ -89,16 +129,21 @@ def test_segment_refuses_bad_files_on_one_line(tmp_path, capsys, case, word):
     assert not (tmp_path / "o.png").exists()
 
 
-@pytest.mark.parametrize("args, word", [
-    (["--click", "10,10,foo"], "pos or neg"),  # a typo must not become a positive click
-    (["--click", "1,2,3,4"], "x,y"),
-    (["--click", "1"], "x,y"),
-    ([], "--click"),  # nothing to segment
-    (["--click", "10,10", "--out", "no/such/folder/o.png"], "does not exist"),
-    (["--click", "900,10"], "outside the 200x160 image (width x height)"),
-    (["--click", "10,10", "--plane", "2"], "single plane"),
-])
-def test_segment_refuses_bad_arguments_on_one_line(depths, capsys, args, word, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "args, word",
+    [
+        (["--click", "10,10,foo"], "pos or neg"),  # a typo must not become a positive click
+        (["--click", "1,2,3,4"], "x,y"),
+        (["--click", "1"], "x,y"),
+        ([], "--click"),  # nothing to segment
+        (["--click", "10,10", "--out", "no/such/folder/o.png"], "does not exist"),
+        (["--click", "900,10"], "outside the 200x160 image (width x height)"),
+        (["--click", "10,10", "--plane", "2"], "single plane"),
+    ],
+)
+def test_segment_refuses_bad_arguments_on_one_line(
+    depths, capsys, args, word, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     try:
         rc = main(["segment", str(depths["png8"]), "--method", "grabcut", *args])

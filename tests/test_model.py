@@ -1,19 +1,26 @@
-"""The networks, weight files and cards, and the SPBox predictor's click path (backends, stages, implied box)."""
+"""The networks, weight files and cards, and the SPBox predictor's click path (backends, stages,
+implied box)."""
 
 import numpy as np
 import pytest
 import torch
 
 from napari_spbox.model.network import build_network
-from napari_spbox.model.weights import (WeightsError, average_weights, default_weights_path, ensemble_weights, load_model,
-                                        save_weights)
+from napari_spbox.model.weights import (
+    WeightsError,
+    average_weights,
+    default_weights_path,
+    ensemble_weights,
+    load_model,
+    save_weights,
+)
 
 
 @pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite2"])
 def test_lite_shapes_and_imagenet_weights_loaded(arch, tmp_path):
-    """Every ImageNet tensor of the encoder is loaded (a stage table that did not match the package's state dict
-    would raise), the RGB stem filters kept as they are and the guidance filters small; a saved file rebuilds the
-    same architecture."""
+    """Every ImageNet tensor of the encoder is loaded (a stage table that did not match the
+    package's state dict would raise), the RGB stem filters kept as they are and the guidance
+    filters small; a saved file rebuilds the same architecture."""
     from napari_spbox.model.network import _imagenet_file
 
     torch.manual_seed(0)
@@ -24,7 +31,10 @@ def test_lite_shapes_and_imagenet_weights_loaded(arch, tmp_path):
     imagenet = torch.load(_imagenet_file(arch), map_location="cpu", weights_only=True)
     stem = net.encoder._conv_stem.weight
     assert torch.equal(stem[:, :3], imagenet["_conv_stem.weight"])
-    assert torch.equal(net.encoder._blocks[-1]._project_conv.weight, imagenet[f"_blocks.{len(net.encoder._blocks) - 1}._project_conv.weight"])
+    assert torch.equal(
+        net.encoder._blocks[-1]._project_conv.weight,
+        imagenet[f"_blocks.{len(net.encoder._blocks) - 1}._project_conv.weight"],
+    )
     assert stem.shape[1] == 6 and stem[:, 3:].abs().mean() < 0.2 * stem[:, :3].abs().mean()
     again = load_model(save_weights(net, tmp_path / "w.pt"))
     assert again.arch == arch and again.encoder.channels == net.encoder.channels
@@ -65,8 +75,8 @@ def test_missing_and_corrupt_weights_name_the_file(tmp_path):
 
 
 def test_average_of_weights_files_is_their_mean_and_mismatches_are_named(tmp_path):
-    """``spbox average``: a uniform soup of two fine-tunes is their parameter-wise mean, with both named on its
-    card; files for another input side are refused, naming the file."""
+    """``spbox average``: a uniform soup of two fine-tunes is their parameter-wise mean, with both
+    named on its card; files for another input side are refused, naming the file."""
     import json
 
     from napari_spbox.cli import main
@@ -75,7 +85,8 @@ def test_average_of_weights_files_is_their_mean_and_mismatches_are_named(tmp_pat
     a, b = build_network(pretrained=False), build_network(pretrained=False)
     with torch.no_grad():
         for p in b.parameters():
-            p.add_(torch.randn_like(p))  # far apart, so the mean differs from either at fp16 precision
+            # far apart, so the mean differs from either at fp16 precision
+            p.add_(torch.randn_like(p))
     pa = save_weights(a, tmp_path / "a.pt", {"input_size": 320, "validation": {"noc@90": 9.0}})
     pb = save_weights(b, tmp_path / "b.pt", {"input_size": 320})
     out = tmp_path / "soup.pt"
@@ -95,8 +106,9 @@ def test_average_of_weights_files_is_their_mean_and_mismatches_are_named(tmp_pat
 
 
 def test_ensemble_file_runs_the_mean_of_its_members_and_refuses_mismatches(tmp_path):
-    """``spbox average --ensemble``: networks from unrelated runs become one file whose output is the mean of
-    theirs (not a weight average); members for another guidance variant are refused, naming the file."""
+    """``spbox average --ensemble``: networks from unrelated runs become one file whose output is
+    the mean of theirs (not a weight average); members for another guidance variant are refused,
+    naming the file."""
     import json
 
     from napari_spbox.cli import main
@@ -111,10 +123,15 @@ def test_ensemble_file_runs_the_mean_of_its_members_and_refuses_mismatches(tmp_p
     x = torch.randn(1, 6, 64, 64)
     with torch.no_grad():
         ya, yb, y = la(x), lb(x), ens(x)
-    assert not torch.allclose(ya, yb, atol=1e-2)  # the members differ, so the mean is not either of them
+    # the members differ, so the mean is not either of them
+    assert not torch.allclose(ya, yb, atol=1e-2)
     assert torch.allclose(y, (ya + yb) / 2, atol=1e-5)
     card = json.loads(out.with_suffix(".json").read_text())
-    assert card["arch"] == "ensemble" and card["ensemble_of"] == [str(pa), str(pb)] and card["variant"] == "spbox"
+    assert (
+        card["arch"] == "ensemble"
+        and card["ensemble_of"] == [str(pa), str(pb)]
+        and card["variant"] == "spbox"
+    )
     eu = save_weights(b, tmp_path / "eu.pt", {"input_size": 320, "variant": "eu"})
     with pytest.raises(WeightsError, match="eu.pt"):
         ensemble_weights([pa, eu], tmp_path / "bad.pt")
@@ -124,8 +141,9 @@ def test_ensemble_file_runs_the_mean_of_its_members_and_refuses_mismatches(tmp_p
 
 
 def test_previous_mask_input_starts_from_the_trained_network_and_round_trips(tmp_path):
-    """``--prev-mask`` from 6-channel weights: the new channel's filters start at zero, so the 7-channel network
-    computes what the trained one did; its file reloads as 7 channels; ensembles and averages refuse to mix."""
+    """``--prev-mask`` from 6-channel weights: the new channel's filters start at zero, so the
+    7-channel network computes what the trained one did; its file reloads as 7 channels; ensembles
+    and averages refuse to mix."""
     from napari_spbox.model.network import add_prev_mask_input
 
     torch.manual_seed(0)
@@ -135,7 +153,8 @@ def test_previous_mask_input_starts_from_the_trained_network_and_round_trips(tmp
     with torch.no_grad():
         assert torch.equal(six(x[:, :6]), seven(x))
     assert seven.in_channels == 7 and six.in_channels == 6
-    # the mask's direct path to the stride-4 decoder learns from the first step, though its weights start at zero
+    # the mask's direct path to the stride-4 decoder learns from the first step, though its weights
+    # start at zero
     seven.train()
     seven(torch.randn(2, 7, 64, 64)).mean().backward()
     assert seven.dec4[3].weight.grad[:, -1].abs().sum() > 0
@@ -156,7 +175,8 @@ def test_previous_mask_input_starts_from_the_trained_network_and_round_trips(tmp
 
 
 def _prev_mask_weights(tmp_path):
-    """The shipped network with a previous-mask input whose filters are not zero, so the mask changes the output."""
+    """The shipped network with a previous-mask input whose filters are not zero, so the mask
+    changes the output."""
     from napari_spbox.model.network import add_prev_mask_input
     from napari_spbox.model.weights import read_card
 
@@ -165,13 +185,17 @@ def _prev_mask_weights(tmp_path):
         stem = seven.encoder._conv_stem.weight
         stem[:, 6] = stem[:, 3] * 2.0
     card = read_card()
-    return save_weights(seven, tmp_path / "prev.pt", {"variant": card["variant"], "input_size": card["input_size"]})
+    return save_weights(
+        seven, tmp_path / "prev.pt", {"variant": card["variant"], "input_size": card["input_size"]}
+    )
 
 
-def test_predictor_feeds_the_mask_before_the_last_click_and_replays_unseen_states(tmp_path, disk_image):
-    """What a 7-channel network is given is the mask the user saw before the last click; a predictor that never
-    saw the earlier states (a stateless CVAT request) replays them and gives the same mask as one that followed
-    the clicks, and an undo gives back the mask from before."""
+def test_predictor_feeds_the_mask_before_the_last_click_and_replays_unseen_states(
+    tmp_path, disk_image
+):
+    """What a 7-channel network is given is the mask the user saw before the last click; a predictor
+    that never saw the earlier states (a stateless CVAT request) replays them and gives the same
+    mask as one that followed the clicks, and an undo gives back the mask from before."""
     from napari_spbox.core.protocol import Session
     from napari_spbox.model.inference import SPBoxPredictor
 
@@ -197,9 +221,9 @@ def test_predictor_feeds_the_mask_before_the_last_click_and_replays_unseen_state
 
 
 def test_correction_mode_gives_the_network_the_mask_being_corrected(tmp_path, disk_image):
-    """Correcting an existing mask: before the first click the previous mask is that mask, not one the
-    network would draw from the box, and it changes what the first click gives; a propagated slice's box
-    rectangle (napari stacks) is not taken for a mask."""
+    """Correcting an existing mask: before the first click the previous mask is that mask, not one
+    the network would draw from the box, and it changes what the first click gives; a propagated
+    slice's box rectangle (napari stacks) is not taken for a mask."""
     from napari_spbox.core.protocol import Session
     from napari_spbox.model.inference import SPBoxPredictor
     from napari_spbox.napari.stacks import next_session
@@ -209,11 +233,16 @@ def test_correction_mode_gives_the_network_the_mask_being_corrected(tmp_path, di
     earlier[80:, 100:] = False  # an earlier annotation that missed a quarter of the disk
     pred = SPBoxPredictor(_prev_mask_weights(tmp_path), backend="torch")
     pred.set_image(img)
-    kept, box_only = Session.from_mask(earlier, strict=False), Session.from_mask(earlier, strict=False, keep=False)
+    kept, box_only = (
+        Session.from_mask(earlier, strict=False),
+        Session.from_mask(earlier, strict=False, keep=False),
+    )
     for s in (kept, box_only):
         s.add_click(100, 110, True)
     assert np.array_equal(pred.previous_mask(kept), earlier.astype(np.float32))
-    assert np.array_equal(pred.previous_mask(box_only), pred.predict(box_only.previous()).mask.astype(np.float32))
+    assert np.array_equal(
+        pred.previous_mask(box_only), pred.predict(box_only.previous()).mask.astype(np.float32)
+    )
     assert not np.array_equal(pred.predict(kept).prob, pred.predict(box_only).prob)
     assert next_session(disk).start_mask is None
 
@@ -231,10 +260,13 @@ def test_shipped_weights_beat_untrained_network_on_grabcut():
     torch.manual_seed(0)
     untrained = SPBoxPredictor(model=build_network(pretrained=True).eval())
     after5 = {"trained": [], "untrained": []}
-    for item in read_grabcut(root)[:6]:  # six objects: one object's IoU at a given click swings between weights
+    # six objects: one object's IoU at a given click swings between weights
+    for item in read_grabcut(root)[:6]:
         image, gt, ignore = item.load()
         after5["trained"].append(run_object(trained, image, gt, ignore, max_clicks=5)["ious"][-1])
-        after5["untrained"].append(run_object(untrained, image, gt, ignore, max_clicks=5)["ious"][-1])
+        after5["untrained"].append(
+            run_object(untrained, image, gt, ignore, max_clicks=5)["ious"][-1]
+        )
     # measured (mean IoU after 5 clicks): stop-26 weights 0.87, stop-12 weights 0.80, untrained 0.40
     assert np.mean(after5["trained"]) > 0.75
     assert np.mean(after5["trained"]) > np.mean(after5["untrained"]) + 0.3
@@ -314,7 +346,8 @@ def test_every_click_changes_the_mask_where_it_was_made(disk_image):
     before = p.predict(s).mask
     s.add_click(90, 110, False)  # negative inside the disk
     s.add_click(10, 10, True)  # positive far outside it
-    raw.previous_mask = p.previous_mask  # weights that read the previous mask: both get the same one
+    # weights that read the previous mask: both get the same one
+    raw.previous_mask = p.previous_mask
     after, unforced = p.predict(s).mask, raw.predict(s).mask
     sp = p.superpixels
     neg_sp, pos_sp = sp.labels == sp.labels[90, 110], sp.labels == sp.labels[10, 10]
@@ -323,11 +356,14 @@ def test_every_click_changes_the_mask_where_it_was_made(disk_image):
     assert not snapped[neg_sp].any() and snapped[pos_sp].all() and snapped[80, 100]
     assert after[80, 100]  # the first positive click's object survives
     clicked = np.isin(sp.labels, [sp.labels[c.row, c.col] for c in s.clicks])
-    assert not (after != unforced)[~clicked].any()  # only the clicked superpixels (all four clicks') differ
+    assert not (after != unforced)[
+        ~clicked
+    ].any()  # only the clicked superpixels (all four clicks') differ
 
 
 def test_predict_reports_its_stages_in_click_order(disk_image):
-    """The benchmark times stages through this hook: every stage of the real click path, once, in order."""
+    """The benchmark times stages through this hook: every stage of the real click path, once, in
+    order."""
     from napari_spbox.benchmark import PER_CLICK_STAGES
     from napari_spbox.core.protocol import Session
     from napari_spbox.model.inference import SPBoxPredictor
@@ -359,8 +395,8 @@ def test_implied_box_keeps_the_clicked_parts_of_the_mask():
 
 
 def test_a_first_click_takes_the_whole_object_and_not_its_look_alike():
-    """One positive click, no box yet: the shipped network runs again inside the box of its first mask
-    (one pass on the whole image gave IoU ~0.89 here)."""
+    """One positive click, no box yet: the shipped network runs again inside the box of its first
+    mask (one pass on the whole image gave IoU ~0.89 here)."""
     from skimage.draw import disk
 
     from napari_spbox.core.protocol import Session
@@ -371,7 +407,9 @@ def test_a_first_click_takes_the_whole_object_and_not_its_look_alike():
     clicked, other = np.zeros((200, 300), bool), np.zeros((200, 300), bool)
     clicked[disk((100, 80), 40)] = True
     other[disk((100, 220), 40)] = True
-    img = rng.normal(0, 8, (200, 300, 3)) + np.where((clicked | other)[..., None], [200, 60, 50], [60, 90, 60])
+    img = rng.normal(0, 8, (200, 300, 3)) + np.where(
+        (clicked | other)[..., None], [200, 60, 50], [60, 90, 60]
+    )
     p = SPBoxPredictor()
     p.set_image(np.clip(img, 0, 255).astype(np.uint8))
     for click in [(100, 80), (75, 70), (120, 100)]:
@@ -382,7 +420,8 @@ def test_a_first_click_takes_the_whole_object_and_not_its_look_alike():
 
 
 def test_flip_averages_the_mirrored_pass_so_a_mirrored_input_gives_the_mirrored_output():
-    """``flip=True`` (test-time augmentation): the logits are symmetric under mirroring; without it they are not."""
+    """``flip=True`` (test-time augmentation): the logits are symmetric under mirroring; without it
+    they are not."""
     from napari_spbox.model.inference import SPBoxPredictor
 
     torch.manual_seed(0)
@@ -391,4 +430,6 @@ def test_flip_averages_the_mirrored_pass_so_a_mirrored_input_gives_the_mirrored_
     plain, flipped = SPBoxPredictor(model=net), SPBoxPredictor(model=net, flip=True)
     assert not torch.allclose(plain.forward(x.flip(-1)), plain.forward(x).flip(-1), atol=1e-4)
     assert torch.allclose(flipped.forward(x.flip(-1)), flipped.forward(x).flip(-1), atol=1e-5)
-    assert torch.allclose(flipped.forward(x), (plain.forward(x) + plain.forward(x.flip(-1)).flip(-1)) / 2, atol=1e-5)
+    assert torch.allclose(
+        flipped.forward(x), (plain.forward(x) + plain.forward(x.flip(-1)).flip(-1)) / 2, atol=1e-5
+    )

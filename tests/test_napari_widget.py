@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("napari")
-from napari_spbox.predictors import make_predictor  # noqa: E402
-from napari_spbox.napari import SPBoxWidget, coffee_sample  # noqa: E402
-from napari_spbox.napari import _widget  # noqa: E402
-from napari_spbox.napari._controls import NEGATIVE, POSITIVE, PREVIEW  # noqa: E402
+from napari_spbox.napari import SPBoxWidget, _widget, coffee_sample
+from napari_spbox.napari._controls import NEGATIVE, POSITIVE, PREVIEW
+from napari_spbox.predictors import make_predictor
 
 pytestmark = pytest.mark.gui
 
@@ -22,21 +21,28 @@ CENTRE, RADIUS = (80, 100), 40
 def notes(monkeypatch):
     """Record the widget's notifications by severity instead of only displaying them."""
     seen = {"error": [], "warning": [], "info": []}
-    for kind in seen:
+    for kind, msgs in seen.items():
         real = getattr(_widget, f"show_{kind}")
-        monkeypatch.setattr(_widget, f"show_{kind}", lambda msg, kind=kind, real=real: (seen[kind].append(msg), real(msg)))
+        monkeypatch.setattr(
+            _widget,
+            f"show_{kind}",
+            lambda msg, msgs=msgs, real=real: (msgs.append(msg), real(msg)),
+        )
     return seen
 
 
 @pytest.fixture
 def setup(make_napari_viewer, disk_image, notes):
-    """Viewer with the disk image, an existing Labels layer holding object 1, and the widget docked."""
+    """Viewer with the disk image, an existing Labels layer holding object 1, and the widget
+    docked."""
 
     def _make(image=None, predictor=None):
         viewer = make_napari_viewer()
         img = disk_image[0] if image is None else image
         viewer.add_image(img, name="img", rgb=img.ndim == 3 and img.shape[-1] in (3, 4))
-        labels = np.zeros(img.shape[:2] if img.ndim == 2 or img.shape[-1] in (3, 4) else img.shape[1:], np.int32)
+        labels = np.zeros(
+            img.shape[:2] if img.ndim == 2 or img.shape[-1] in (3, 4) else img.shape[1:], np.int32
+        )
         labels[5:20, 5:20] = 1  # an earlier object far from the disk
         viewer.add_labels(labels, name="labels")
         widget = SPBoxWidget(viewer, predictor=predictor or make_predictor("random-walker"))
@@ -130,7 +136,9 @@ def test_keys_bound_on_viewer_and_points_layers(setup):
         assert {str(k) for k in target.keymap} >= {"Shift+C", "Shift+X", "Shift+Z"}
     click(viewer, widget, *CENTRE)
     click(viewer, widget, 130, 150, positive=False)
-    viewer.layers[POSITIVE].keymap[next(k for k in viewer.layers[POSITIVE].keymap if str(k) == "Shift+Z")](None)
+    viewer.layers[POSITIVE].keymap[
+        next(k for k in viewer.layers[POSITIVE].keymap if str(k) == "Shift+Z")
+    ](None)
     assert len(widget.log.session.clicks) == 1 and len(viewer.layers[NEGATIVE].data) == 0
     viewer.keymap[next(k for k in viewer.keymap if str(k) == "Shift+X")](viewer)
     assert len(widget.log.session.clicks) == 0 and len(viewer.layers[POSITIVE].data) == 0
@@ -191,7 +199,10 @@ def test_out_of_protocol_click_is_refused_under_the_papers_rules(setup, notes):
     assert len(viewer.layers[NEGATIVE].data) == 0 and not widget.log.session.clicks
     assert any("first click must be positive" in m for m in notes["warning"])
     # the whole message is in the widget's status line, not only in a toast that may cut it
-    assert "first click must be positive" in widget.status.text() and "paper's click rules" in widget.status.text()
+    assert (
+        "first click must be positive" in widget.status.text()
+        and "paper's click rules" in widget.status.text()
+    )
     click(viewer, widget, *CENTRE)
     click(viewer, widget, 130, 150, positive=False)
     click(viewer, widget, 5, 5, positive=False)  # negative outside the box: refused
@@ -226,7 +237,12 @@ def test_correction_mode_commits_back_to_same_id(setup):
     np.testing.assert_array_equal(widget.preview_mask, rough)
     box = widget.log.session.box
     rows, cols = np.nonzero(rough)
-    assert (box.top, box.left, box.bottom, box.right) == (rows.min(), cols.min(), rows.max(), cols.max())
+    assert (box.top, box.left, box.bottom, box.right) == (
+        rows.min(),
+        cols.min(),
+        rows.max(),
+        cols.max(),
+    )
     click(viewer, widget, 80, 139)  # positive outside the box: grows it over the missing half
     assert widget.log.session.box.right == 139
     mask = widget.preview_mask.copy()
@@ -234,11 +250,14 @@ def test_correction_mode_commits_back_to_same_id(setup):
     widget.commit()
     assert set(np.unique(labels.data)) == {0, 1, 5}  # no new id
     assert (labels.data == 1).sum() == 15 * 15
-    np.testing.assert_array_equal(labels.data == 5, mask)  # old pixels outside the new mask are gone
+    # old pixels outside the new mask are gone
+    np.testing.assert_array_equal(labels.data == 5, mask)
 
 
 def test_uint16_grayscale_image(setup):
-    img = np.full((160, 200), 9000, np.uint16) + np.random.default_rng(1).integers(0, 300, (160, 200)).astype(np.uint16)
+    img = np.full((160, 200), 9000, np.uint16) + np.random.default_rng(1).integers(
+        0, 300, (160, 200)
+    ).astype(np.uint16)
     img[disk_mask()] = 52000
     viewer, widget = setup(image=img)
     click(viewer, widget, *CENTRE)
@@ -261,7 +280,7 @@ def test_multichannel_stack_channel_choice(setup):
 
 def test_coffee_sample_and_new_labels_layer(make_napari_viewer):
     viewer = make_napari_viewer()
-    (data, kwargs, kind), = coffee_sample()
+    ((data, kwargs, kind),) = coffee_sample()
     assert kind == "image" and data.shape == (400, 600, 3)
     viewer.add_image(data, **kwargs)
     widget = SPBoxWidget(viewer, predictor=make_predictor("random-walker"))
@@ -310,7 +329,8 @@ def test_plugin_dock_widget_survives_new_layers(make_napari_viewer, disk_image, 
     _, widget = viewer.window.add_plugin_dock_widget("napari-spbox", "SPBox segmentation")
     widget.wait()  # loads the default method; the shipped weights may not exist yet
     assert widget.method_combo.currentText() == "spbox"
-    assert widget.predictor is not None and widget.predictor.name == "spbox"  # the shipped weights loaded
+    # the shipped weights loaded
+    assert widget.predictor is not None and widget.predictor.name == "spbox"
     assert not notes["error"]
     widget.predictor = make_predictor("random-walker")
     click(viewer, widget, *CENTRE)
@@ -352,7 +372,8 @@ def test_the_image_is_prepared_before_the_first_click(setup):
 
 
 def two_tone_disk():
-    """The disk with a red left half and a blue right half on grey: one click finds one half only."""
+    """The disk with a red left half and a blue right half on grey: one click finds one half
+    only."""
     img = np.full((160, 200, 3), 120, np.uint8)
     left = disk_mask() & (np.mgrid[:160, :200][1] < CENTRE[1])
     img[left] = (230, 30, 30)
@@ -379,7 +400,8 @@ def test_positive_click_on_a_missed_part_inside_the_box_grows_the_mask(setup, no
 
 
 def test_switching_images_gives_a_matching_labels_layer(setup):
-    """A second image of another shape never writes into the first one's labels, and propagation works there."""
+    """A second image of another shape never writes into the first one's labels, and propagation
+    works there."""
     viewer, widget = setup()
     click(viewer, widget, *CENTRE)
     click(viewer, widget, 130, 150, positive=False)
@@ -400,7 +422,8 @@ def test_switching_images_gives_a_matching_labels_layer(setup):
     widget.commit()
     made = widget.target_layer()
     assert made is not None and made.data.shape == (5, 160, 200) and made.data[2][CENTRE] == 1
-    np.testing.assert_array_equal(viewer.layers["labels"].data, first)  # the 2-D labels are untouched
+    # the 2-D labels are untouched
+    np.testing.assert_array_equal(viewer.layers["labels"].data, first)
     widget.propagate()
     widget.wait()
     assert all(made.data[k][CENTRE] == 1 for k in range(5)), "propagation reaches every slice"
@@ -411,13 +434,17 @@ def test_switching_images_gives_a_matching_labels_layer(setup):
 
 def test_controls_fit_the_image(setup):
     viewer, widget = setup(image=np.zeros((50, 60), np.uint8))
-    assert not widget._form.isRowVisible(widget.channel_combo)  # no empty, unlabelled menu on 2-D grey
+    # no empty, unlabelled menu on 2-D grey
+    assert not widget._form.isRowVisible(widget.channel_combo)
     assert not widget.propagate_button.isEnabled() and not widget.axis_combo.isEnabled()
     viewer.add_image(np.zeros((16, 40, 50), np.float32), name="z16")
     widget.image_combo.select(viewer.layers["z16"])
     items = [widget.channel_combo.itemText(i) for i in range(widget.channel_combo.count())]
     assert items == ["slices (stack)"]  # 16 slices are never offered as "channel 0..15"
-    assert widget.propagate_button.isEnabled() and widget.axis_combo.currentText() == "along axis 0 (16 slices)"
+    assert (
+        widget.propagate_button.isEnabled()
+        and widget.axis_combo.currentText() == "along axis 0 (16 slices)"
+    )
 
 
 def test_parts_no_click_supports_are_left_out(setup):
@@ -444,14 +471,18 @@ def test_parts_no_click_supports_are_left_out(setup):
     viewer, widget = setup(predictor=Speckled())
     click(viewer, widget, *CENTRE)
     click(viewer, widget, 130, 150, positive=False)
-    assert not widget.preview_mask[140:146, 10:16].any() and iou(widget.preview_mask, disk_mask()) > 0.85
+    assert (
+        not widget.preview_mask[140:146, 10:16].any()
+        and iou(widget.preview_mask, disk_mask()) > 0.85
+    )
     assert "apart from the clicks left out" in widget.status.text()
     click(viewer, widget, 142, 12)  # a positive click on the speck keeps it
     assert widget.preview_mask[140:146, 10:16].all()
 
 
 def test_many_objects_in_a_row_need_only_clicks_and_commits(setup):
-    """Annotating a field of objects: each commit leaves the widget ready, the next click starts the next."""
+    """Annotating a field of objects: each commit leaves the widget ready, the next click starts the
+    next."""
     img = np.full((160, 200), 30, np.uint8)
     rr, cc = np.mgrid[:160, :200]
     centres = [(40, 40), (40, 150), (120, 60), (115, 160)]
@@ -464,14 +495,18 @@ def test_many_objects_in_a_row_need_only_clicks_and_commits(setup):
         click(viewer, widget, r + 24, c + 24, positive=False)
         assert len(widget.log.session.clicks) == 2
         widget.commit()
-        assert len(viewer.layers[POSITIVE].data) == 0 and "click the next object" in widget.status.text()
+        assert (
+            len(viewer.layers[POSITIVE].data) == 0
+            and "click the next object" in widget.status.text()
+        )
     labels = viewer.layers["labels"].data
     for k, t in enumerate(truth):
         assert iou(labels == k + 2, t) > 0.85, k
 
 
 def test_nuclei_sample_opens_and_a_nucleus_is_segmented(make_napari_viewer):
-    """File > Open Sample > Nuclei: a real fluorescence image (DSB2018, CC0) shipped with the package."""
+    """File > Open Sample > Nuclei: a real fluorescence image (DSB2018, CC0) shipped with the
+    package."""
     from napari_spbox.io import read_image
     from napari_spbox.napari._sample_data import NUCLEI_FILE
 
@@ -481,7 +516,10 @@ def test_nuclei_sample_opens_and_a_nucleus_is_segmented(make_napari_viewer):
     assert layer.data.shape == (256, 256) and layer.data.dtype == np.uint8 and not layer.rgb
     np.testing.assert_array_equal(layer.data, read_image(NUCLEI_FILE))
     widget = SPBoxWidget(viewer, predictor=make_predictor("grabcut"))
-    click(viewer, widget, 102, 61)  # the nucleus of nuclei-dev's 8a26b134_29 (rows 93-112, cols 53-70)
+    # the nucleus of nuclei-dev's 8a26b134_29 (rows 93-112, cols 53-70)
+    click(viewer, widget, 102, 61)
     click(viewer, widget, 116, 74, positive=False)
     rows, cols = np.nonzero(widget.preview_mask)
-    assert widget.preview_mask[102, 61] and rows.min() >= 85 and rows.max() <= 118 and cols.max() <= 76
+    assert (
+        widget.preview_mask[102, 61] and rows.min() >= 85 and rows.max() <= 118 and cols.max() <= 76
+    )

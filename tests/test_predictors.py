@@ -1,4 +1,5 @@
-"""The predictor-settings seam: one place knows which option fits which method; the core imports no model."""
+"""The predictor-settings seam: one place knows which option fits which method; the core imports no
+model."""
 
 import subprocess
 import sys
@@ -26,20 +27,35 @@ def test_settings_become_each_predictors_own_arguments():
     assert kw["refine"] and kw["precise_edges"] and kw["n_segments"] == 500
     raw = PredictorSettings.raw_network().predictor_kwargs()
     assert not raw["refine"] and not raw["click_consistency"] and not raw["imply_box"]
-    assert PredictorSettings("grabcut", iterations=2).predictor_kwargs() == {"n_segments": 1000, "iterations": 2}
-    assert PredictorSettings("random-walker").describe() == {"method": "random-walker", "superpixels": 1000}
+    assert PredictorSettings("grabcut", iterations=2).predictor_kwargs() == {
+        "n_segments": 1000,
+        "iterations": 2,
+    }
+    assert PredictorSettings("random-walker").describe() == {
+        "method": "random-walker",
+        "superpixels": 1000,
+    }
     # frozen and hashable: the widget keys its cached predictor by them
     assert {PredictorSettings("grabcut"): 1}[PredictorSettings("grabcut")] == 1
     gc = make_predictor(PredictorSettings("grabcut", iterations=2))
-    assert gc.name == "grabcut" and gc.iterations == 2 and make_predictor("random-walker").name == "random-walker"
+    assert (
+        gc.name == "grabcut"
+        and gc.iterations == 2
+        and make_predictor("random-walker").name == "random-walker"
+    )
 
 
 def test_core_imports_no_model_napari_train_or_evaluation():
-    code = ("import sys, pkgutil, importlib, napari_spbox.core as c\n"
-            "for m in pkgutil.iter_modules(c.__path__): importlib.import_module('napari_spbox.core.' + m.name)\n"
-            "bad = [m for m in sys.modules if m.split('.')[:2] in (['napari_spbox', 'model'], "
-            "['napari_spbox', 'napari'], ['napari_spbox', 'train'], ['napari_spbox', 'evaluation'])]\n"
-            "bad += [m for m in ('torch', 'napari', 'qtpy') if m in sys.modules]\n"
-            "print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, pkgutil, importlib, napari_spbox.core as c\n"
+        "for m in pkgutil.iter_modules(c.__path__): "
+        "importlib.import_module('napari_spbox.core.' + m.name)\n"
+        "bad = [m for m in sys.modules if m.split('.')[:2] in (['napari_spbox', 'model'], "
+        "['napari_spbox', 'napari'], ['napari_spbox', 'train'], ['napari_spbox', 'evaluation'])]\n"
+        "bad += [m for m in ('torch', 'napari', 'qtpy') if m in sys.modules]\n"
+        "print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

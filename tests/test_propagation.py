@@ -1,26 +1,30 @@
-"""The Qt-free slice-to-slice propagation (core.propagation) and the generated 3-D sample: no napari needed.
+"""The Qt-free slice-to-slice propagation (core.propagation) and the generated 3-D sample: no napari
+needed.
 
 The classical predictors need no weights: GrabCut (it starts from a box alone, as the network does).
 """
 
 import numpy as np
 import pytest
+from stack_volumes import MID, SPAN, H, W, Z, ellipsoid, run_both, volume
 
 from napari_spbox.core import propagation as stacks
 from napari_spbox.core.geometry import iou
 from napari_spbox.napari._stack_data import blobs3d, blobs3d_sample
 from napari_spbox.predictors import make_predictor
 
-from stack_volumes import H, MID, SPAN, W, Z, ellipsoid, run_both, volume  # noqa: F401
 
 # -- pure functions -------------------------------------------------------------------------------
-@pytest.mark.parametrize("method, rule", [("grabcut", {"min_contrast": 0.0}), ("random-walker", {})])
+@pytest.mark.parametrize(
+    "method, rule", [("grabcut", {"min_contrast": 0.0}), ("random-walker", {})]
+)
 def test_propagate_covers_the_blob_and_stops_where_it_vanishes(method, rule):
-    # GrabCut finds nothing in an empty slice, so the area/IoU rule alone stops it; the seeded random
-    # walker fills the box there and needs the contrast rule.
+    # GrabCut finds nothing in an empty slice, so the area/IoU rule alone stops it; the seeded
+    # random walker fills the box there and needs the contrast rule.
     vol, obj = volume()
     out = run_both(make_predictor(method), vol, obj[MID], **rule)
-    assert sorted(out) == [i for i in SPAN if i != MID]  # every other slice it spans, nothing beyond
+    # every other slice it spans, nothing beyond
+    assert sorted(out) == [i for i in SPAN if i != MID]
     for i, m in out.items():
         assert m.shape == (H, W) and m.dtype == bool
         assert iou(m, obj[i]) > 0.6, (i, iou(m, obj[i]))
@@ -28,7 +32,9 @@ def test_propagate_covers_the_blob_and_stops_where_it_vanishes(method, rule):
 
 def test_propagate_two_channel_float_stack():
     vol, obj = volume(np.float32)
-    two = np.stack([np.random.default_rng(5).normal(1000, 60, vol.shape).astype(np.float32), vol], axis=-1)
+    two = np.stack(
+        [np.random.default_rng(5).normal(1000, 60, vol.shape).astype(np.float32), vol], axis=-1
+    )
     out = run_both(make_predictor("grabcut"), two, obj[MID], channel_axis=-1)
     assert sorted(out) == [i for i in SPAN if i != MID]
     assert min(iou(m, obj[i]) for i, m in out.items()) > 0.6
@@ -36,16 +42,27 @@ def test_propagate_two_channel_float_stack():
 
 def test_stop_rule_jump_and_max_slices():
     obj = ellipsoid(centre=(MID, 30, 30), axes=(30, 14, 14))  # a column through every slice...
-    obj[13:] = ellipsoid(centre=(MID, 70, 70), axes=(30, 14, 14))[13:]  # ...that jumps away at slice 13
+    # ...that jumps away at slice 13
+    obj[13:] = ellipsoid(centre=(MID, 70, 70), axes=(30, 14, 14))[13:]
     vol = np.random.default_rng(1).normal(1000, 60, (Z, H, W))
     vol[obj] += 1500
     pred = make_predictor("grabcut")
     fwd = [i for i, _ in stacks.propagate(pred, vol.astype(np.uint16), MID, obj[MID], direction=1)]
     assert fwd == [11, 12]  # slice 13 has nothing that overlaps slice 12's mask
-    few = [i for i, _ in stacks.propagate(pred, vol.astype(np.uint16), MID, obj[MID], direction=-1, max_slices=3)]
+    few = [
+        i
+        for i, _ in stacks.propagate(
+            pred, vol.astype(np.uint16), MID, obj[MID], direction=-1, max_slices=3
+        )
+    ]
     assert few == [9, 8, 7]
     calls = iter([False, True])
-    assert [i for i, _ in stacks.propagate(pred, vol, MID, obj[MID], direction=-1, stop=lambda: next(calls))] == [9]
+    assert [
+        i
+        for i, _ in stacks.propagate(
+            pred, vol, MID, obj[MID], direction=-1, stop=lambda: next(calls)
+        )
+    ] == [9]
     with pytest.raises(ValueError, match="empty"):
         next(stacks.propagate(pred, vol, MID, np.zeros((H, W), bool)))
 
@@ -79,8 +96,8 @@ def test_blobs3d_sample_is_small_deterministic_and_two_channel():
     assert labels[0].max() == 4 and labels[1].max() == 2
     inside, outside = a[:, 0][labels[0] > 0].mean(), a[:, 0][labels[0] == 0].mean()
     assert inside > outside + 150  # the nuclei stand out of the background
-    (data, kwargs, kind), = blobs3d_sample()
+    ((_data, kwargs, kind),) = blobs3d_sample()
     assert kind == "image" and kwargs["channel_axis"] == 1 and kwargs["scale"] == (2.0, 1.0, 1.0)
 
 
-# -- the widget -------------------------------------------------------------------------------------
+# -- the widget ------------------------------------------------------------------------------------

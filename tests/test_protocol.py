@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from napari_spbox.core.protocol import Box, Click, ClickRuleError, OutsideImageError, ProtocolError, Session, box_from_pair
+from napari_spbox.core.protocol import (
+    Box,
+    Click,
+    ClickRuleError,
+    OutsideImageError,
+    ProtocolError,
+    Session,
+    box_from_pair,
+)
 
 
 def test_pair_sets_box_centred_on_positive_with_per_axis_extent():
@@ -108,22 +116,25 @@ def test_an_implied_box_makes_every_click_corrective_and_leaves_the_session_alon
     s.add_click(50, 50, True)
     implied = s.with_box(Box(30, 30, 70, 70))
     assert implied.box == Box(30, 30, 70, 70) and implied.clicks == s.clicks
-    assert implied.extra_clicks == s.clicks  # no click set this box: all of them are c_{i!=0} (Eq. 3-5)
+    # no click set this box: all of them are c_{i!=0} (Eq. 3-5)
+    assert implied.extra_clicks == s.clicks
     assert not implied.strict
     assert s.box is None and len(s) == 1  # the user's session is untouched
     assert s.with_box(Box(-5, -5, 200, 50)).box == Box(0, 0, 99, 50)  # clipped to the image
 
 
 def test_previous_is_the_state_before_the_last_click_also_after_rescaling():
-    """A network that reads the previous mask needs the state the last mask came from, box included, also for a
-    large image run at a working resolution."""
+    """A network that reads the previous mask needs the state the last mask came from, box included,
+    also for a large image run at a working resolution."""
     s = Session((100, 200), strict=True)
     assert s.previous() is None
     s.add_click(50, 100, True)
     s.add_click(60, 130, False)  # sets the box
     s.add_click(10, 10, True)  # grows it
     before = s.previous()
-    assert before.clicks == s.clicks[:2] and before.box == box_from_pair(s.clicks[0], s.clicks[1], s.shape)
+    assert before.clicks == s.clicks[:2] and before.box == box_from_pair(
+        s.clicks[0], s.clicks[1], s.shape
+    )
     assert before.box != s.box and before.strict and before.previous().clicks == s.clicks[:1]
     assert len(s) == 3  # the session itself is left alone
     small = s.rescaled((50, 100))
@@ -133,8 +144,9 @@ def test_previous_is_the_state_before_the_last_click_also_after_rescaling():
 
 
 def test_correction_mode_remembers_the_mask_being_corrected():
-    """A network that reads the previous mask must get the mask being corrected before the first click: the
-    session keeps it through undo history and rescaling, and two masks with one box are different starts."""
+    """A network that reads the previous mask must get the mask being corrected before the first
+    click: the session keeps it through undo history and rescaling, and two masks with one box are
+    different starts."""
     mask = np.zeros((60, 80), bool)
     mask[10:30, 20:50] = True
     holed = mask.copy()
@@ -146,4 +158,7 @@ def test_correction_mode_remembers_the_mask_being_corrected():
     assert small.start_mask.shape == (30, 40) and small.start_mask.sum() == mask.sum() // 4
     assert Session.from_mask(holed).key() != Session.from_mask(mask).key()
     assert Session.from_mask(holed).box == Session.from_mask(mask).box
-    assert Session.from_mask(mask, keep=False).start_mask is None and Session((5, 5)).start_mask is None
+    assert (
+        Session.from_mask(mask, keep=False).start_mask is None
+        and Session((5, 5)).start_mask is None
+    )

@@ -24,9 +24,10 @@ def _prob(mask):
 
 @pytest.mark.parametrize("negative_first", [False, True])
 def test_a_superpixel_clicked_both_ways_keeps_both_clicks(negative_first):
-    """A superpixel that straddles the object's edge, clicked positive and negative: neither click undoes
-    the other (whole-superpixel labels made the robot alternate between two masks), the rest of it stays
-    the network's call, and a superpixel clicked one way still follows its click entirely."""
+    """A superpixel that straddles the object's edge, clicked positive and negative: neither click
+    undoes the other (whole-superpixel labels made the robot alternate between two masks), the rest
+    of it stays the network's call, and a superpixel clicked one way still follows its click
+    entirely."""
     labels = np.zeros((40, 80), np.int32)
     labels[:, 50:] = 1
     sp = Superpixels.from_labels(labels)
@@ -48,7 +49,8 @@ def test_a_shifted_outline_snaps_to_the_object(disk_image):
 
 
 def test_far_from_the_outline_the_network_decides(disk_image):
-    """A wrong region deeper than the band is the network's call (a click fixes it), not GrabCut's."""
+    """A wrong region deeper than the band is the network's call (a click fixes it), not
+    GrabCut's."""
     img, mask = disk_image
     wrong = np.zeros_like(mask)
     wrong[10:70, 140:200] = True  # background the network took for object
@@ -56,20 +58,23 @@ def test_far_from_the_outline_the_network_decides(disk_image):
     s = _session(mask.shape, [(80, 100, True)])
     out = refine_edges(to_rgb_float(img), _prob(net), s, Box(0, 0, 159, 199)) > 0.49
     assert out[30:50, 160:180].all()  # deep inside the wrong region: kept
-    # the disk's outline still moves towards the object, though the wrong region is in its colour model
+    # the disk's outline still moves towards the object, though the wrong region is in its colour
+    # model
     assert iou(out, mask, ignore=wrong) > iou(net, mask, ignore=wrong) + 0.05
 
 
 def test_clicks_are_hard_seeds_and_probabilities_keep_the_networks_values(disk_image):
     img, mask = disk_image
-    s = _session(mask.shape, [(80, 100, True), (80, 135, False)])  # negative just inside the disk's edge
+    # negative just inside the disk's edge
+    s = _session(mask.shape, [(80, 100, True), (80, 135, False)])
     prob = _prob(mask)
     prob[mask] = np.linspace(0.6, 1.0, mask.sum())
     before = prob.copy()
     out = refine_edges(to_rgb_float(img), prob, s, Box(0, 0, 159, 199))
     assert out[80, 135] <= 0.49 and out[80, 100] > 0.49
     same_side = (out > 0.49) == (before > 0.49)
-    np.testing.assert_array_equal(out[same_side], before[same_side])  # only the side of the threshold moved
+    # only the side of the threshold moved
+    np.testing.assert_array_equal(out[same_side], before[same_side])
 
 
 def test_nothing_to_learn_from_leaves_the_probability_alone(disk_image):
@@ -81,7 +86,8 @@ def test_nothing_to_learn_from_leaves_the_probability_alone(disk_image):
 
 
 def test_the_predictor_refines_only_near_the_outline(disk_image):
-    """On a clear edge the refined click is at least as good, and only the band around the outline differs."""
+    """On a clear edge the refined click is at least as good, and only the band around the outline
+    differs."""
     from scipy import ndimage
 
     from napari_spbox.model.inference import SPBoxPredictor
@@ -98,7 +104,8 @@ def test_the_predictor_refines_only_near_the_outline(disk_image):
 
 
 def test_the_same_clicks_give_the_same_mask():
-    """GrabCut's k-means draws from OpenCV's global RNG; a repeated click must not change the mask."""
+    """GrabCut's k-means draws from OpenCV's global RNG; a repeated click must not change the
+    mask."""
     import cv2
     from skimage import data
 
@@ -107,7 +114,8 @@ def test_the_same_clicks_give_the_same_mask():
     img = data.coffee()
     p = SPBoxPredictor()
     p.set_image(img)
-    s = _session(img.shape[:2], [(330, 300, True), (395, 520, False), (268, 300, False)])  # the saucer
+    # the saucer
+    s = _session(img.shape[:2], [(330, 300, True), (395, 520, False), (268, 300, False)])
     first = p.predict(s).mask
     for _ in range(3):
         cv2.randu(np.zeros((10, 10), np.float32), 0, 1)  # someone else used the RNG in between

@@ -6,7 +6,13 @@ from scipy import ndimage
 
 from napari_spbox.core.predictor import Prediction, Predictor
 from napari_spbox.evaluation.metrics import iou, noc, outline_band, summarise
-from napari_spbox.evaluation.robot import degrade_mask, evaluate, next_click, paper_first_pair, run_object
+from napari_spbox.evaluation.robot import (
+    degrade_mask,
+    evaluate,
+    next_click,
+    paper_first_pair,
+    run_object,
+)
 
 
 class Oracle(Predictor):
@@ -63,7 +69,9 @@ def test_perfect_predictor_reaches_noc_1_and_empty_never(scene):
     summary = summarise([res, empty], 20)
     assert summary["noc@90"] == pytest.approx((1 + 20) / 2)
     assert summary["nof@90"] == 1 and summary["nof@85"] == 1 and summary["n_objects"] == 2
-    assert summary["miou_per_click"][0] == pytest.approx(0.5) and len(summary["miou_per_click"]) == 20
+    assert (
+        summary["miou_per_click"][0] == pytest.approx(0.5) and len(summary["miou_per_click"]) == 20
+    )
 
 
 def test_paper_protocol_opening_is_centre_then_outside_and_box_covers_object(scene):
@@ -74,7 +82,12 @@ def test_paper_protocol_opening_is_centre_then_outside_and_box_covers_object(sce
     assert p and not n and gt[r, c] and not gt[nr, nc]
     box = box_from_pair(Click(r, c, True), Click(nr, nc, False), gt.shape)
     obj = Box.from_mask(gt)
-    assert box.top <= obj.top and box.left <= obj.left and box.bottom >= obj.bottom and box.right >= obj.right
+    assert (
+        box.top <= obj.top
+        and box.left <= obj.left
+        and box.bottom >= obj.bottom
+        and box.right >= obj.right
+    )
 
 
 def test_paper_protocol_run_and_correction_start(scene):
@@ -107,7 +120,9 @@ def test_large_image_runs_at_working_resolution_and_returns_full_size():
     h, w = 3000, 4000
     rr, cc = np.ogrid[:h, :w]
     gt = (rr - 1500) ** 2 + (cc - 2000) ** 2 <= 600**2
-    img = np.where(gt[..., None], 200, 40).astype(np.uint8) + rng.integers(0, 20, (h, w, 1), dtype=np.uint8)
+    img = np.where(gt[..., None], 200, 40).astype(np.uint8) + rng.integers(
+        0, 20, (h, w, 1), dtype=np.uint8
+    )
     pred = RandomWalkerPredictor(max_side=1024)
     pred.set_image(img)
     assert max(pred.shape) <= 1024
@@ -119,7 +134,8 @@ def test_large_image_runs_at_working_resolution_and_returns_full_size():
 
 
 def test_strict_session_keeps_the_mask_inside_its_box(scene):
-    """Strict protocol: negatives outside the box are refused, so nothing outside it may be foreground."""
+    """Strict protocol: negatives outside the box are refused, so nothing outside it may be
+    foreground."""
     from napari_spbox.core.protocol import Session
 
     img, _ = scene
@@ -167,7 +183,9 @@ def test_outline_band_is_a_ring_either_side_of_the_outline(scene):
     outline = gt & ~ndimage.binary_erosion(gt)
     dist_in, dist_out = (ndimage.distance_transform_cdt(m, metric="taxicab") for m in (gt, ~gt))
     assert band[outline].all() and not band[dist_in > 2].any() and not band[dist_out > 2].any()
-    assert band[(dist_in > 0) & (dist_in <= 2)].all() and band[(dist_out > 0) & (dist_out <= 2)].all()
+    assert (
+        band[(dist_in > 0) & (dist_in <= 2)].all() and band[(dist_out > 0) & (dist_out <= 2)].all()
+    )
     assert not outline_band(gt, 0).any() and not outline_band(np.zeros_like(gt), 2).any()
     corner = np.zeros_like(gt)
     corner[:10, :10] = True  # the image's edge is no outline: no band along it
@@ -175,13 +193,18 @@ def test_outline_band_is_a_ring_either_side_of_the_outline(scene):
 
 
 def test_ignore_band_forgives_outline_errors_up_to_its_width_only(scene):
-    """A mask 2 px too large everywhere: short of 90 % as scored, right with a 2 px band, still wrong with 1 px."""
+    """A mask 2 px too large everywhere: short of 90 % as scored, right with a 2 px band, still
+    wrong with 1 px."""
     img, gt = scene
     small = np.zeros_like(gt)
     small[30:42, 40:52] = True  # 12 x 12: a 2 px rim is a large share of it
     items = [_Item("sq", img, small)]
-    scores = {w: evaluate(Dilated(small, 2), items, max_clicks=3, progress=False, ignore_band=w)[0]["ious"]
-              for w in (0, 1, 2)}
+    scores = {
+        w: evaluate(Dilated(small, 2), items, max_clicks=3, progress=False, ignore_band=w)[0][
+            "ious"
+        ]
+        for w in (0, 1, 2)
+    }
     assert max(scores[0]) < 0.9 and max(scores[1]) < 0.9
     assert scores[2][0] == 1.0 and len(scores[2]) == 1  # nothing left to click: the robot stops
     assert noc(scores[0], 0.9, 3) == 3 and noc(scores[2], 0.9, 3) == 1

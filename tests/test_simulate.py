@@ -1,7 +1,13 @@
 import numpy as np
 
 from napari_spbox.core.protocol import Box, box_from_pair
-from napari_spbox.core.simulate import box_iou, centre_click, first_pair, guidance_dropout, simulate_session
+from napari_spbox.core.simulate import (
+    box_iou,
+    centre_click,
+    first_pair,
+    guidance_dropout,
+    simulate_session,
+)
 from napari_spbox.core.superpixels import compute_superpixels
 
 
@@ -105,8 +111,9 @@ def test_extra_clicks_are_two_to_five_of_a_kind_half_of_the_time():
     present = {"pos": 0, "neg": 0}  # sessions with clicks of the kind, among those that could
     possible = {"pos": 0, "neg": 0}
     for seed in range(200):
-        s = simulate_session(mask, sp, np.random.default_rng(seed), p_single=0.0, p_pair_only=0.0,
-                             p_free=0.0)
+        s = simulate_session(
+            mask, sp, np.random.default_rng(seed), p_single=0.0, p_pair_only=0.0, p_free=0.0
+        )
         n_pos, cand_pos, n_neg, cand_neg = _extra_click_counts(s, sp, mask)
         for kind, k, cand in (("pos", n_pos, cand_pos), ("neg", n_neg, cand_neg)):
             assert _draws_the_rule(k, cand), (seed, kind, k, cand)
@@ -135,7 +142,11 @@ def test_robot_like_sessions_click_object_and_nearby_background():
     n_pos = n_neg = 0
     for seed in range(30):
         s = robot_like_session(mask, np.random.default_rng(seed))
-        assert s.clicks[0].positive and abs(s.clicks[0].row - 150) <= 9 and abs(s.clicks[0].col - 150) <= 9
+        assert (
+            s.clicks[0].positive
+            and abs(s.clicks[0].row - 150) <= 9
+            and abs(s.clicks[0].col - 150) <= 9
+        )
         for c in s.clicks[1:]:
             assert mask[c.row, c.col] == c.positive
             if not c.positive:
@@ -156,7 +167,11 @@ def test_boxed_sessions_start_from_a_box_near_the_object_and_every_click_is_corr
     for seed in range(40):
         s = boxed_session(mask, np.random.default_rng(seed))
         assert s.start == "box" and s.box is not None
-        assert s.extra_clicks == s.clicks and s.clicks[0].positive and mask[s.clicks[0].row, s.clicks[0].col]
+        assert (
+            s.extra_clicks == s.clicks
+            and s.clicks[0].positive
+            and mask[s.clicks[0].row, s.clicks[0].col]
+        )
         for c in s.clicks[1:]:
             assert mask[c.row, c.col] == c.positive
         ious.append(box_iou(s.box, gt))
@@ -170,6 +185,10 @@ def test_boxed_sessions_start_from_a_box_near_the_object_and_every_click_is_corr
 def test_simulation_draws_boxed_sessions_at_the_asked_rate():
     mask = _square()
     sp = compute_superpixels(np.dstack([mask * 0.8 + 0.1] * 3).astype(np.float32), 200)
-    starts = [simulate_session(mask, sp, np.random.default_rng(s), p_boxed=0.3).start for s in range(200)]
+    starts = [
+        simulate_session(mask, sp, np.random.default_rng(s), p_boxed=0.3).start for s in range(200)
+    ]
     assert 40 <= starts.count("box") <= 80
-    assert all(simulate_session(mask, sp, np.random.default_rng(s)).start == "clicks" for s in range(30))
+    assert all(
+        simulate_session(mask, sp, np.random.default_rng(s)).start == "clicks" for s in range(30)
+    )

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 pytest.importorskip("napari")
-from qtpy.QtWidgets import QApplication  # noqa: E402
-from napari_spbox.predictors import make_predictor  # noqa: E402
-from napari_spbox.core.geometry import iou  # noqa: E402
-from napari_spbox.napari import SPBoxWidget  # noqa: E402
-from napari_spbox.napari import stacks  # noqa: E402
-from napari_spbox.napari._stack_data import blobs3d  # noqa: E402
-from napari_spbox.napari._controls import NEGATIVE, POSITIVE  # noqa: E402
+from qtpy.QtWidgets import QApplication
+from stack_volumes import MID, SPAN, H, W, Z, ellipsoid, run_both, volume  # noqa: F401
 
-from stack_volumes import H, MID, SPAN, W, Z, ellipsoid, run_both, volume  # noqa: E402, F401
+from napari_spbox.core.geometry import iou
+from napari_spbox.napari import SPBoxWidget, stacks
+from napari_spbox.napari._controls import NEGATIVE, POSITIVE
+from napari_spbox.napari._stack_data import blobs3d
+from napari_spbox.predictors import make_predictor
+
 
 @pytest.fixture
 def stack_viewer(make_napari_viewer):
@@ -69,8 +69,11 @@ def test_widget_annotates_a_slice_and_propagates_one_id(stack_viewer):
 
 
 def test_widget_four_d_two_channel_stack_and_correction(stack_viewer):
-    vol, obj = volume()
-    two = np.stack([np.random.default_rng(3).normal(1000, 60, vol.shape).astype(np.uint16), vol], axis=1)  # (Z, C, H, W)
+    vol, _obj = volume()
+    # (Z, C, H, W)
+    two = np.stack(
+        [np.random.default_rng(3).normal(1000, 60, vol.shape).astype(np.uint16), vol], axis=1
+    )
     viewer, widget = stack_viewer(two, scale=(2.0, 1.0, 1.0, 1.0))
     assert widget.axis_combo.currentData() == 0  # the longest leading axis, Z, not the channels
     viewer.dims.set_current_step(1, 1)  # the blob is in channel 1

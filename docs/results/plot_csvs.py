@@ -1,11 +1,14 @@
-"""mIoU per click from per-object CSVs (``spbox evaluate`` / ``spbox validate --csv-dir``), one panel per set.
+"""mIoU per click from per-object CSVs (``spbox evaluate`` / ``spbox validate --csv-dir``), one
+panel per set.
 
 Usage::
 
     python docs/results/plot_csvs.py OUT.png --set TITLE LABEL=CSV [LABEL=CSV ...] [--set TITLE ...]
 
-The first CSV of a set is its baseline. With a single set, a second panel shows each curve minus the baseline's.
+The first CSV of a set is its baseline. With a single set, a second panel shows each curve minus the
+baseline's.
 """
+
 import argparse
 
 import matplotlib
@@ -22,14 +25,22 @@ def miou(path, clicks=20):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("out")
-    ap.add_argument("--set", nargs="+", action="append", required=True, metavar="TITLE LABEL=CSV",
-                    help="a panel's title, then its curves")
+    ap.add_argument(
+        "--set",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="TITLE LABEL=CSV",
+        help="a panel's title, then its curves",
+    )
     args = ap.parse_args(argv)
     sets = [(title, [c.split("=", 1) for c in curves]) for title, *curves in args.set]
     diff = len(sets) == 1
-    fig, axes = plt.subplots(1, len(sets) + diff, figsize=(5.5 * (len(sets) + diff), 3.8), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(sets) + diff, figsize=(5.5 * (len(sets) + diff), 3.8), dpi=110, squeeze=False
+    )
     for ax, (title, curves) in zip(axes[0], sets):
         base = miou(curves[0][1])
         for label, path in curves:

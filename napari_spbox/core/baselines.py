@@ -14,22 +14,29 @@ from .protocol import Box, Session
 
 
 def _seed_radius(shape) -> int:
-    return max(2, int(round(0.01 * max(shape))))
+    return max(2, int(round(0.01 * max(shape))))  # noqa: RUF046
 
 
 def _default_box(session: Session, shape) -> Box:
-    """Box used by the baselines before the protocol has one: a window around the positive clicks."""
+    """Box used by the baselines before the protocol has one: a window around the positive
+    clicks."""
     if session.box is not None:
         return session.box
     half = int(0.25 * max(shape))
-    box = Box(session.positives[0].row, session.positives[0].col, session.positives[0].row, session.positives[0].col)
+    box = Box(
+        session.positives[0].row,
+        session.positives[0].col,
+        session.positives[0].row,
+        session.positives[0].col,
+    )
     for c in session.positives:
         box = box.grow_to(c.row, c.col)
     return Box(box.top - half, box.left - half, box.bottom + half, box.right + half).clip(shape)
 
 
 class GrabCutPredictor(Predictor):
-    """Baseline: OpenCV GrabCut seeded from the box (outside = background) and the clicks (hard seeds)."""
+    """Baseline: OpenCV GrabCut seeded from the box (outside = background) and the clicks (hard
+    seeds)."""
 
     name = "grabcut"
 
@@ -42,6 +49,7 @@ class GrabCutPredictor(Predictor):
 
     def _predict(self, session: Session, mark) -> np.ndarray:
         import cv2
+
         shape = self.shape
         box = _default_box(session, shape)
         gc = np.full(shape, cv2.GC_BGD, dtype=np.uint8)
@@ -86,10 +94,22 @@ class RandomWalkerPredictor(Predictor):
         seeds = np.zeros(small, dtype=np.int32)
 
         def pts(clicks):
-            return [type(c)(min(small[0] - 1, int(c.row * scale)), min(small[1] - 1, int(c.col * scale)), c.positive) for c in clicks]
+            return [
+                type(c)(
+                    min(small[0] - 1, int(c.row * scale)),
+                    min(small[1] - 1, int(c.col * scale)),
+                    c.positive,
+                )
+                for c in clicks
+            ]
 
         box = _default_box(session, shape)
-        b = Box(int(box.top * scale), int(box.left * scale), int(box.bottom * scale), int(box.right * scale))
+        b = Box(
+            int(box.top * scale),
+            int(box.left * scale),
+            int(box.bottom * scale),
+            int(box.right * scale),
+        )
         outside = np.ones(small, dtype=bool)
         outside[b.top : b.bottom + 1, b.left : b.right + 1] = False
         if not outside.any():
@@ -99,7 +119,15 @@ class RandomWalkerPredictor(Predictor):
         r = max(1, _seed_radius(small))
         seeds[_disk_mask(small, pts(session.negatives), r)] = 2
         seeds[_disk_mask(small, pts(session.positives), r)] = 1
-        prob = random_walker(img, seeds, beta=self.beta, mode="cg_j", tol=1e-3, channel_axis=-1, return_full_prob=True)[0]
+        prob = random_walker(
+            img,
+            seeds,
+            beta=self.beta,
+            mode="cg_j",
+            tol=1e-3,
+            channel_axis=-1,
+            return_full_prob=True,
+        )[0]
         if scale < 1:
             prob = resize(prob, shape, order=1)
         return prob

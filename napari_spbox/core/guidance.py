@@ -16,8 +16,8 @@ from .superpixels import Superpixels
 
 TRUNCATE = 255.0
 
-#: Named guidance variants: (click encoding, box encoding). ``spbox`` is the paper's model; the others
-#: are the ablations of Table 1 (EU = Euclidean click maps and no box, as in iFCN).
+#: Named guidance variants: (click encoding, box encoding). ``spbox`` is the paper's model; the
+#: others are the ablations of Table 1 (EU = Euclidean click maps and no box, as in iFCN).
 VARIANTS = {
     "spbox": ("superpixel", "spbox"),
     "bbox": ("superpixel", "bbox"),
@@ -37,21 +37,31 @@ def click_superpixels(sp: Superpixels, clicks) -> np.ndarray:
 
 def _paint(values: np.ndarray, sp: Superpixels, window: Box | None) -> np.ndarray:
     """Per-superpixel values onto pixels, of the whole image or only of ``window``."""
-    labels = sp.labels if window is None else sp.labels[window.top : window.bottom + 1, window.left : window.right + 1]
+    labels = (
+        sp.labels
+        if window is None
+        else sp.labels[window.top : window.bottom + 1, window.left : window.right + 1]
+    )
     return values[labels]
 
 
 def _crop(image: np.ndarray, window: Box | None) -> np.ndarray:
-    return image if window is None else image[window.top : window.bottom + 1, window.left : window.right + 1]
+    return (
+        image
+        if window is None
+        else image[window.top : window.bottom + 1, window.left : window.right + 1]
+    )
 
 
-def superpixel_distance_map(sp: Superpixels, clicks, truncate: float = TRUNCATE, window: Box | None = None) -> np.ndarray:
+def superpixel_distance_map(
+    sp: Superpixels, clicks, truncate: float = TRUNCATE, window: Box | None = None
+) -> np.ndarray:
     """Superpixel guidance map S_Z (Eq. 1).
 
-    S_Z(p) = min over clicked superpixels z of d_2^c(z, f_Z^p(p)): the Euclidean distance between the
-    centroid of p's superpixel and the nearest centroid of a clicked superpixel, truncated at 255.
-    Computed once per superpixel (an ``n x k`` centroid distance matrix), then painted onto pixels.
-    With no clicks every pixel is 255. ``window`` paints only that part of the image.
+    S_Z(p) = min over clicked superpixels z of d_2^c(z, f_Z^p(p)): the Euclidean distance between
+    the centroid of p's superpixel and the nearest centroid of a clicked superpixel, truncated at
+    255. Computed once per superpixel (an ``n x k`` centroid distance matrix), then painted onto
+    pixels. With no clicks every pixel is 255. ``window`` paints only that part of the image.
 
     Examples
     --------
@@ -84,16 +94,19 @@ def superpixel_distance_map(sp: Superpixels, clicks, truncate: float = TRUNCATE,
     if clicked.size == 0:
         per_sp = np.full(sp.n, truncate, dtype=np.float32)
     else:
-        per_sp = np.minimum(cdist(sp.centroids, sp.centroids[clicked]).min(axis=1), truncate).astype(np.float32)
+        per_sp = np.minimum(
+            cdist(sp.centroids, sp.centroids[clicked]).min(axis=1), truncate
+        ).astype(np.float32)
     return _paint(per_sp, sp, window)
 
 
 def box_superpixels(sp: Superpixels, box: Box | None) -> np.ndarray:
-    """Membership of {Z_b} (Eq. 2): superpixels lying on or inside the box, as a bool per superpixel.
+    """Membership of {Z_b} (Eq. 2): superpixels lying on or inside the box, as a bool per
+    superpixel.
 
     "On or inside" is read as "has at least one pixel in the box", so superpixels crossing the box
-    edge are taken whole and G follows image edges rather than the box outline. ``None`` (no box yet)
-    means no localisation: every superpixel is in.
+    edge are taken whole and G follows image edges rather than the box outline. ``None`` (no box
+    yet) means no localisation: every superpixel is in.
 
     Examples
     --------
@@ -118,15 +131,24 @@ def box_superpixels(sp: Superpixels, box: Box | None) -> np.ndarray:
     return member
 
 
-def refined_box_superpixels(sp: Superpixels, box: Box | None, extra_positive=(), extra_negative=()) -> np.ndarray:
-    """Membership of {Z-hat_b} = {Z_b} ∪ {z+_{i!=0}} \\ {z-_{i!=0}} (Eq. 3-5), a bool per superpixel."""
+def refined_box_superpixels(
+    sp: Superpixels, box: Box | None, extra_positive=(), extra_negative=()
+) -> np.ndarray:
+    """Membership of {Z-hat_b} = {Z_b} ∪ {z+_{i!=0}} \\ {z-_{i!=0}} (Eq. 3-5), a bool per
+    superpixel."""
     member = box_superpixels(sp, box)
     member[click_superpixels(sp, list(extra_positive))] = True
     member[click_superpixels(sp, list(extra_negative))] = False
     return member
 
 
-def superpixel_box_map(sp: Superpixels, box: Box | None, extra_positive=(), extra_negative=(), window: Box | None = None) -> np.ndarray:
+def superpixel_box_map(
+    sp: Superpixels,
+    box: Box | None,
+    extra_positive=(),
+    extra_negative=(),
+    window: Box | None = None,
+) -> np.ndarray:
     """Superpixel-box guidance G-hat (Eq. 6): 1 where p's superpixel is in {Z-hat_b} (Eq. 3-5).
 
     With no extra clicks this is G of Eq. 2. ``window`` paints only that part of the image.
@@ -156,7 +178,9 @@ def superpixel_box_map(sp: Superpixels, box: Box | None, extra_positive=(), extr
 def session_box_superpixels(sp: Superpixels, session: Session) -> np.ndarray:
     """{Z-hat_b} of a session: its box refined by the clicks after the opening pair (Eq. 3-5)."""
     extra = session.extra_clicks
-    return refined_box_superpixels(sp, session.box, [c for c in extra if c.positive], [c for c in extra if not c.positive])
+    return refined_box_superpixels(
+        sp, session.box, [c for c in extra if c.positive], [c for c in extra if not c.positive]
+    )
 
 
 def euclidean_distance_map(shape, clicks, truncate: float = TRUNCATE) -> np.ndarray:
@@ -169,7 +193,8 @@ def euclidean_distance_map(shape, clicks, truncate: float = TRUNCATE) -> np.ndar
 
 
 def box_map(shape, box: Box | None) -> np.ndarray:
-    """BBox ablation: 1 inside the rectilinear box between e0 and e1, 0 outside (all 1 without a box)."""
+    """BBox ablation: 1 inside the rectilinear box between e0 and e1, 0 outside (all 1 without a
+    box)."""
     if box is None:
         return np.ones(shape[:2], dtype=np.float32)
     out = np.zeros(shape[:2], dtype=np.float32)
@@ -178,7 +203,8 @@ def box_map(shape, box: Box | None) -> np.ndarray:
 
 
 def box_distance_map(shape, box: Box | None, truncate: float = TRUNCATE) -> np.ndarray:
-    """DT ablation: distance transform of the BBox, as 1 - min(d, 255) / 255 (1 inside, fading outside)."""
+    """DT ablation: distance transform of the BBox, as 1 - min(d, 255) / 255 (1 inside, fading
+    outside)."""
     inside = box_map(shape, box)
     if box is None:
         return inside
@@ -186,7 +212,9 @@ def box_distance_map(shape, box: Box | None, truncate: float = TRUNCATE) -> np.n
     return (1.0 - np.minimum(d, truncate) / truncate).astype(np.float32)
 
 
-def guidance_stack(sp: Superpixels, session: Session, variant: str = "spbox", window: Box | None = None) -> np.ndarray:
+def guidance_stack(
+    sp: Superpixels, session: Session, variant: str = "spbox", window: Box | None = None
+) -> np.ndarray:
     """The three guidance channels (S+, S-, G) for a session, as float32 ``(H, W, 3)`` in [0, 1].
 
     S+ and S- are divided by 255; G (or its ablation) is already 0..1. This is the one function that
@@ -196,10 +224,15 @@ def guidance_stack(sp: Superpixels, session: Session, variant: str = "spbox", wi
     try:
         click_kind, box_kind = VARIANTS[variant]
     except KeyError:
-        raise ValueError(f"unknown guidance variant {variant!r}; choose one of {sorted(VARIANTS)}") from None
+        raise ValueError(
+            f"unknown guidance variant {variant!r}; choose one of {sorted(VARIANTS)}"
+        ) from None
     pos, neg = session.positives, session.negatives
     if click_kind == "superpixel":
-        s_pos, s_neg = superpixel_distance_map(sp, pos, window=window), superpixel_distance_map(sp, neg, window=window)
+        s_pos, s_neg = (
+            superpixel_distance_map(sp, pos, window=window),
+            superpixel_distance_map(sp, neg, window=window),
+        )
     else:
         s_pos = _crop(euclidean_distance_map(sp.shape, pos), window)
         s_neg = _crop(euclidean_distance_map(sp.shape, neg), window)

@@ -8,12 +8,15 @@ from scipy import ndimage
 from .protocol import Session
 
 
-def keep_clicked_components(mask: np.ndarray, session: Session, start_mask: np.ndarray | None = None) -> np.ndarray:
+def keep_clicked_components(
+    mask: np.ndarray, session: Session, start_mask: np.ndarray | None = None
+) -> np.ndarray:
     """The connected parts of ``mask`` that a positive click (or the mask being corrected) supports.
 
-    A stray speck beside the object (a spoon's highlight next to a cup) is not what the user asked for;
-    the parts that hold a positive click, or overlap ``start_mask`` in correction mode, are kept. A session
-    with no positive click (a box alone) keeps everything: the box is its only support.
+    A stray speck beside the object (a spoon's highlight next to a cup) is not what the user asked
+    for; the parts that hold a positive click, or overlap ``start_mask`` in correction mode, are
+    kept. A session with no positive click (a box alone) keeps everything: the box is its only
+    support.
 
     Parameters
     ----------

@@ -2,7 +2,8 @@
 
 :class:`Predictor` caches the normalised image and its superpixels; subclasses turn a session into a
 probability map. The classical baselines (OpenCV GrabCut, scikit-image random walker) are in
-:mod:`napari_spbox.core.baselines`; the trained network is :class:`napari_spbox.model.SPBoxPredictor`.
+:mod:`napari_spbox.core.baselines`; the trained network is
+:class:`napari_spbox.model.SPBoxPredictor`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from .superpixels import Superpixels, compute_superpixels
 
 THRESHOLD = 0.49
 
-#: Zoom-in crop margin: the window is the superpixel box grown by this fraction of its size per side.
+#: Zoom-in crop margin: the window is the superpixel box grown by this fraction of its size per
+#: side.
 CROP_MARGIN = 0.4
 #: The window is never smaller than this many pixels per side (tiny objects keep some context).
 CROP_MIN_SIDE = 64
@@ -34,15 +36,16 @@ MAX_WORKING_SIDE = 1024
 REFINE_BAND = 0.10
 #: GrabCut iterations of the refinement, and the side it runs at: one iteration on a copy of at most
 #: 320 px gave validation NoC@90 14.93 (three at full size: 14.80) and cut a click on the coffee
-#: sample's saucer from ~1.4 s to ~0.2 s (1 thread): GrabCut's cost follows the window's pixel count.
+#: sample's saucer from ~1.4 s to ~0.2 s (1 thread): GrabCut's cost follows the window's pixel
+#: count.
 REFINE_ITERATIONS = 1
 REFINE_MAX_SIDE = 320
-#: The "precise edges" option: three iterations at the window's full size, for users who would rather
-#: wait longer than place the outline from a reduced copy (a later click on GrabCut images, 1 thread:
-#: median 455 against 162 ms).
+#: The "precise edges" option: three iterations at the window's full size, for users who would
+#: rather wait longer than place the outline from a reduced copy (a later click on GrabCut images, 1
+#: thread: median 455 against 162 ms).
 PRECISE_REFINE = {"iterations": 3, "max_side": None}
-#: Radius in pixels of a click's own spot: the hard seed it gives the refinement, and what it keeps in a
-#: superpixel that holds clicks of both signs (:func:`enforce_clicks`).
+#: Radius in pixels of a click's own spot: the hard seed it gives the refinement, and what it keeps
+#: in a superpixel that holds clicks of both signs (:func:`enforce_clicks`).
 CLICK_RADIUS = 3
 
 
@@ -59,7 +62,9 @@ class Prediction:
         return self.prob > self.threshold
 
 
-def zoom_window(region: Box | None, shape, margin: float = CROP_MARGIN, min_side: int = CROP_MIN_SIDE) -> Box:
+def zoom_window(
+    region: Box | None, shape, margin: float = CROP_MARGIN, min_side: int = CROP_MIN_SIDE
+) -> Box:
     """The crop the network sees: ``region`` grown by ``margin`` of its size per side, clipped.
 
     ``region`` is the bounding box of the superpixel-box map G (so it follows superpixels and grown
@@ -71,7 +76,9 @@ def zoom_window(region: Box | None, shape, margin: float = CROP_MARGIN, min_side
     cy, cx = (region.top + region.bottom) / 2.0, (region.left + region.right) / 2.0
     half_h = max(region.height * (0.5 + margin), min_side / 2.0)
     half_w = max(region.width * (0.5 + margin), min_side / 2.0)
-    return Box(int(cy - half_h), int(cx - half_w), int(np.ceil(cy + half_h)), int(np.ceil(cx + half_w))).clip(shape)
+    return Box(
+        int(cy - half_h), int(cx - half_w), int(np.ceil(cy + half_h)), int(np.ceil(cx + half_w))
+    ).clip(shape)
 
 
 def guidance_region(sp: Superpixels, session: Session) -> Box | None:
@@ -93,15 +100,16 @@ def enforce_clicks(prob: np.ndarray, sp: Superpixels, session: Session) -> np.nd
 
     A user expects every click to change the mask where they clicked; a network may not honour a
     corrective click, and the robot user would then repeat it. Superpixels are the unit the paper
-    already reads clicks at (Eq. 1, Eq. 3-5), so the click's whole superpixel follows it. Measured with
-    the shipped weights on GrabCut (50 objects, 20 clicks): NoC@90 18.10 -> 17.14, mIoU@20 0.676 -> 0.786.
+    already reads clicks at (Eq. 1, Eq. 3-5), so the click's whole superpixel follows it. Measured
+    with the shipped weights on GrabCut (50 objects, 20 clicks): NoC@90 18.10 -> 17.14, mIoU@20
+    0.676 -> 0.786.
 
     A superpixel can straddle the object's edge and so be clicked with both signs. There each click
-    keeps only a disk of :data:`CLICK_RADIUS` (a later click wins where disks overlap) and the rest stays
-    the network's (and the edge refinement's) call. Giving the whole superpixel to the latest click
-    instead undid the earlier click, and the next click undid this one: the robot user alternated
-    between two masks until its click budget ran out (held-apart validation slice, 60 objects, 20
-    clicks: NoC@90 14.93 -> 14.15, mIoU@20 0.786 -> 0.851).
+    keeps only a disk of :data:`CLICK_RADIUS` (a later click wins where disks overlap) and the rest
+    stays the network's (and the edge refinement's) call. Giving the whole superpixel to the latest
+    click instead undid the earlier click, and the next click undid this one: the robot user
+    alternated between two masks until its click budget ran out (held-apart validation slice, 60
+    objects, 20 clicks: NoC@90 14.93 -> 14.15, mIoU@20 0.786 -> 0.851).
     """
     signs: dict[int, set] = {}
     for c in session.clicks:
@@ -120,15 +128,15 @@ def enforce_clicks(prob: np.ndarray, sp: Superpixels, session: Session) -> np.nd
 def implied_box(prob: np.ndarray, session: Session, threshold: float = THRESHOLD) -> Box:
     """Bounding box of the predicted mask's connected parts under the positive clicks.
 
-    The network reads the object's whereabouts from the superpixel box G (Eq. 2-6), which exists only
-    once a negative click has set the box (Sec. 3.1). Until then it sees the whole image and no G, a
-    state it rarely met in training, and the field's standard robot user often clicks positive two or
-    three times before its first negative. So a click without a box runs the network twice: this box,
-    taken from the first pass, serves as the enclosing box of the second, with every click as a
-    corrective one (as in correction mode). Parts the first pass found away from every positive click
-    are left out; the clicked pixels are always in. Chosen on the held-apart COCO validation slice
-    (60 objects, 20 clicks): NoC@90 14.15 -> 13.18, mIoU@1 0.335 -> 0.410; the box grown by 10 / 25 %
-    per side gave 13.22 / 13.52, all parts of the mask 13.73, a third pass 13.13.
+    The network reads the object's whereabouts from the superpixel box G (Eq. 2-6), which exists
+    only once a negative click has set the box (Sec. 3.1). Until then it sees the whole image and no
+    G, a state it rarely met in training, and the field's standard robot user often clicks positive
+    two or three times before its first negative. So a click without a box runs the network twice:
+    this box, taken from the first pass, serves as the enclosing box of the second, with every click
+    as a corrective one (as in correction mode). Parts the first pass found away from every positive
+    click are left out; the clicked pixels are always in. Chosen on the held-apart COCO validation
+    slice (60 objects, 20 clicks): NoC@90 14.15 -> 13.18, mIoU@1 0.335 -> 0.410; the box grown by
+    10 / 25 % per side gave 13.22 / 13.52, all parts of the mask 13.73, a third pass 13.13.
     """
     labels, _ = ndimage.label(prob > threshold)
     parts = sorted({int(labels[c.row, c.col]) for c in session.positives} - {0})
@@ -138,21 +146,29 @@ def implied_box(prob: np.ndarray, session: Session, threshold: float = THRESHOLD
     return Box.from_mask(mask)
 
 
-def refine_edges(rgb: np.ndarray, prob: np.ndarray, session: Session, window: Box, threshold: float = THRESHOLD,
-                 band: float = REFINE_BAND, iterations: int = REFINE_ITERATIONS,
-                 max_side: int | None = REFINE_MAX_SIDE) -> np.ndarray:
-    """Move the mask's outline onto the image's colour edges with GrabCut, within ``window``, in place.
+def refine_edges(
+    rgb: np.ndarray,
+    prob: np.ndarray,
+    session: Session,
+    window: Box,
+    threshold: float = THRESHOLD,
+    band: float = REFINE_BAND,
+    iterations: int = REFINE_ITERATIONS,
+    max_side: int | None = REFINE_MAX_SIDE,
+) -> np.ndarray:
+    """Move the mask's outline onto the image's colour edges with GrabCut, within ``window``, in
+    place.
 
     The network sees a 320 x 320 resize of the window and predicts at a quarter of that, so its
     outline is a few pixels off where the object really ends, and a robot or a person then spends
-    clicks on thin slivers. Here OpenCV GrabCut (colour models + contrast-sensitive graph cut) decides
-    only a band around the network's outline: pixels deeper than ``band`` x the window's longer side
-    inside or outside the mask are fixed to the network's label (up to resampling, when GrabCut runs on
-    a copy reduced to ``max_side``), each click is a hard seed of radius
+    clicks on thin slivers. Here OpenCV GrabCut (colour models + contrast-sensitive graph cut)
+    decides only a band around the network's outline: pixels deeper than ``band`` x the window's
+    longer side inside or outside the mask are fixed to the network's label (up to resampling, when
+    GrabCut runs on a copy reduced to ``max_side``), each click is a hard seed of radius
     :data:`CLICK_RADIUS`, so the network still decides *what* the object is and the refinement
     only *where* its edge runs. The probabilities keep the network's values; only their side of
-    ``threshold`` follows GrabCut in the band. The paper uses no such step (Sec. 4.1, no CRF); DeepLab's
-    dense CRF is the same idea. Needs ``opencv-python-headless``.
+    ``threshold`` follows GrabCut in the band. The paper uses no such step (Sec. 4.1, no CRF);
+    DeepLab's dense CRF is the same idea. Needs ``opencv-python-headless``.
 
     Parameters
     ----------
@@ -165,8 +181,8 @@ def refine_edges(rgb: np.ndarray, prob: np.ndarray, session: Session, window: Bo
     window : Box
         Where to refine (the network's zoom window).
     max_side : int, optional
-        GrabCut runs on the window resized to at most this many pixels per side (its cost follows the
-        pixel count); its label is resized back bilinearly. ``None``: at the working resolution.
+        GrabCut runs on the window resized to at most this many pixels per side (its cost follows
+        the pixel count); its label is resized back bilinearly. ``None``: at the working resolution.
 
     Returns
     -------
@@ -182,7 +198,10 @@ def refine_edges(rgb: np.ndarray, prob: np.ndarray, session: Session, window: Bo
     work = p
     if scale < 1.0:
         size = (max(1, round(p.shape[1] * scale)), max(1, round(p.shape[0] * scale)))
-        work, img = cv2.resize(p, size, interpolation=cv2.INTER_AREA), cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        work, img = (
+            cv2.resize(p, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(img, size, interpolation=cv2.INTER_AREA),
+        )
     fg = work > threshold
     depth = max(CLICK_RADIUS, int(band * max(work.shape)))
     seeds = np.where(fg, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
@@ -190,30 +209,47 @@ def refine_edges(rgb: np.ndarray, prob: np.ndarray, session: Session, window: Bo
     seeds[ndimage.binary_erosion(~fg, iterations=depth, border_value=1)] = cv2.GC_BGD
 
     def local(clicks):
-        return [Click(min(int((c.row - window.top) * scale), work.shape[0] - 1),
-                      min(int((c.col - window.left) * scale), work.shape[1] - 1), c.positive)
-                for c in clicks if window.contains(c.row, c.col)]
+        return [
+            Click(
+                min(int((c.row - window.top) * scale), work.shape[0] - 1),
+                min(int((c.col - window.left) * scale), work.shape[1] - 1),
+                c.positive,
+            )
+            for c in clicks
+            if window.contains(c.row, c.col)
+        ]
 
     seeds[_disk_mask(work.shape, local(session.negatives), CLICK_RADIUS)] = cv2.GC_BGD
     seeds[_disk_mask(work.shape, local(session.positives), CLICK_RADIUS)] = cv2.GC_FGD
     if not (seeds == cv2.GC_BGD).any() or not (seeds == cv2.GC_FGD).any():
         return prob  # GrabCut needs both colour models
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's global RNG: the same clicks must give the same mask
+    # GrabCut's k-means draws from OpenCV's global RNG: the same clicks must give the same mask
+    cv2.setRNGSeed(0)
     cv2.grabCut(np.ascontiguousarray(img), seeds, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     inside = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD))
     if scale < 1.0:
-        inside = cv2.resize(inside.astype(np.float32), (p.shape[1], p.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
-    prob[sl] = np.where(inside, np.maximum(p, np.nextafter(np.float32(threshold), np.float32(1))), np.minimum(p, threshold))
+        inside = (
+            cv2.resize(
+                inside.astype(np.float32), (p.shape[1], p.shape[0]), interpolation=cv2.INTER_LINEAR
+            )
+            > 0.5
+        )
+    prob[sl] = np.where(
+        inside,
+        np.maximum(p, np.nextafter(np.float32(threshold), np.float32(1))),
+        np.minimum(p, threshold),
+    )
     return prob
 
 
 def keep_inside_box(prob: np.ndarray, box) -> np.ndarray:
-    """Zero the probability outside ``box``, in place: under the strict protocol the box encloses the object.
+    """Zero the probability outside ``box``, in place: under the strict protocol the box encloses
+    the object.
 
-    The network may still spill onto look-alike background beyond the box, and there a user could not
-    undo it: the protocol refuses negative clicks outside the box (Sec. 3.1). A positive click outside
-    grows the box first, so no clicked object part is ever cut.
+    The network may still spill onto look-alike background beyond the box, and there a user could
+    not undo it: the protocol refuses negative clicks outside the box (Sec. 3.1). A positive click
+    outside grows the box first, so no clicked object part is ever cut.
     """
     prob[: box.top] = 0.0
     prob[box.bottom + 1 :] = 0.0
@@ -235,7 +271,9 @@ class Predictor:
 
     name = "base"
 
-    def __init__(self, n_segments: int = 1000, threshold: float = THRESHOLD, max_side: int = MAX_WORKING_SIDE):
+    def __init__(
+        self, n_segments: int = 1000, threshold: float = THRESHOLD, max_side: int = MAX_WORKING_SIDE
+    ):
         self.n_segments = n_segments
         self.threshold = threshold
         self.max_side = max_side
@@ -245,7 +283,8 @@ class Predictor:
         self._source = None
 
     def set_image(self, image, channel_axis: int | None = -1) -> None:
-        """Normalise ``image`` and forget cached per-image work (superpixels are computed lazily once).
+        """Normalise ``image`` and forget cached per-image work (superpixels are computed lazily
+        once).
 
         Images longer than ``max_side`` are reduced by an integer factor for the working copy.
         """
@@ -263,7 +302,8 @@ class Predictor:
         self._forget_image()
 
     def _forget_image(self) -> None:
-        """Drop what was cached for the previous image (subclasses add their own per-image caches)."""
+        """Drop what was cached for the previous image (subclasses add their own per-image
+        caches)."""
         self._superpixels = None
 
     @property
@@ -285,7 +325,8 @@ class Predictor:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """Shape of the working copy (the image's own shape unless it is larger than ``max_side``)."""
+        """Shape of the working copy (the image's own shape unless it is larger than
+        ``max_side``)."""
         if self.rgb is None:
             raise RuntimeError("call set_image() before predicting")
         return self.rgb.shape[:2]
@@ -300,13 +341,18 @@ class Predictor:
         if self.rgb is None:
             raise RuntimeError("call set_image() before predicting")
         if session.shape != self.image_shape:
-            raise ValueError(f"session is for a {session.shape} image, predictor holds {self.image_shape}")
+            raise ValueError(
+                f"session is for a {session.shape} image, predictor holds {self.image_shape}"
+            )
         mark = on_stage or _no_mark
         t0 = time.perf_counter()
         if not session.positives and session.box is None:
             prob = np.zeros(self.image_shape, dtype=np.float32)
         elif self.shape != self.image_shape:
-            prob = _upsample(np.clip(self._predict(session.rescaled(self.shape), mark), 0.0, 1.0), self.image_shape)
+            prob = _upsample(
+                np.clip(self._predict(session.rescaled(self.shape), mark), 0.0, 1.0),
+                self.image_shape,
+            )
         else:
             prob = np.clip(self._predict(session, mark), 0.0, 1.0).astype(np.float32)
         if session.strict and session.box is not None:
@@ -333,7 +379,9 @@ def _upsample(prob: np.ndarray, shape) -> np.ndarray:
     import torch
 
     t = torch.from_numpy(np.ascontiguousarray(prob, dtype=np.float32))[None, None]
-    return torch.nn.functional.interpolate(t, size=tuple(shape[:2]), mode="bilinear", align_corners=False)[0, 0].numpy()
+    return torch.nn.functional.interpolate(
+        t, size=tuple(shape[:2]), mode="bilinear", align_corners=False
+    )[0, 0].numpy()
 
 
 def _disk_mask(shape, clicks, radius: int) -> np.ndarray:
@@ -346,7 +394,9 @@ def _disk_mask(shape, clicks, radius: int) -> np.ndarray:
     for c in clicks:
         r0, c0 = c.row - radius, c.col - radius
         sr0, sc0 = max(0, -r0), max(0, -c0)
-        sr1, sc1 = disk.shape[0] - max(0, r0 + disk.shape[0] - h), disk.shape[1] - max(0, c0 + disk.shape[1] - w)
+        sr1, sc1 = (
+            disk.shape[0] - max(0, r0 + disk.shape[0] - h),
+            disk.shape[1] - max(0, c0 + disk.shape[1] - w),
+        )
         out[max(0, r0) : r0 + sr1, max(0, c0) : c0 + sc1] |= disk[sr0:sr1, sc0:sc1]
     return out
-

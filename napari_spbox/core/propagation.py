@@ -1,9 +1,9 @@
 """Carrying an object through a stack (3-D, time, N-D), one 2-D slice at a time; free of Qt.
 
-The predictors work on 2-D images. :func:`propagate` carries an object through neighbouring slices, each one
-started from the previous slice's mask with :meth:`~napari_spbox.core.protocol.Session.from_mask` (the paper's
-correction start, S+/S- = 255). The napari widget runs it in a worker thread; the CLI or a CVAT function can
-call it the same way.
+The predictors work on 2-D images. :func:`propagate` carries an object through neighbouring slices,
+each one started from the previous slice's mask with
+:meth:`~napari_spbox.core.protocol.Session.from_mask` (the paper's correction start, S+/S- = 255).
+The napari widget runs it in a worker thread; the CLI or a CVAT function can call it the same way.
 
 Contrast: the core stretches non-uint8 images between per-image percentiles. On a slice where the
 object has gone that would blow background noise up to full contrast and the predictor would find
@@ -13,7 +13,7 @@ object has gone that would blow background noise up to full contrast and the pre
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from scipy import ndimage
@@ -34,7 +34,10 @@ BOX_MARGIN = 0.15
 #: At most this many values are sampled to estimate a stack's contrast limits.
 _SAMPLE = 2_000_000
 
-def stack_limits(volume, channel_axis: int | None = None, percentiles=(0.5, 99.5)) -> tuple[float, float]:
+
+def stack_limits(
+    volume, channel_axis: int | None = None, percentiles=(0.5, 99.5)
+) -> tuple[float, float]:
     """Contrast limits of a whole stack: the given percentiles of (a sample of) its values.
 
     Parameters
@@ -120,12 +123,13 @@ def next_session(mask, margin: float = BOX_MARGIN, seed: bool = False) -> Sessio
     mask = np.asarray(mask, dtype=bool)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     h, w = mask.shape
-    grow_r = max(2, int(round(margin * (rows[-1] - rows[0] + 1))))
-    grow_c = max(2, int(round(margin * (cols[-1] - cols[0] + 1))))
+    grow_r = max(2, int(round(margin * (rows[-1] - rows[0] + 1))))  # noqa: RUF046
+    grow_c = max(2, int(round(margin * (cols[-1] - cols[0] + 1))))  # noqa: RUF046
     rect = np.zeros_like(mask)
     top, bottom = max(0, rows[0] - grow_r), min(h, rows[-1] + grow_r + 1)
     rect[top:bottom, max(0, cols[0] - grow_c) : min(w, cols[-1] + grow_c + 1)] = True
-    session = Session.from_mask(rect, strict=False, keep=False)  # the rectangle is a box, not a mask
+    # the rectangle is a box, not a mask
+    session = Session.from_mask(rect, strict=False, keep=False)
     if seed:
         _, r, c = farthest_point(mask)  # the image's edge counts as the mask's boundary
         session.add_click(r, c, True)
@@ -133,7 +137,8 @@ def next_session(mask, margin: float = BOX_MARGIN, seed: bool = False) -> Sessio
 
 
 def keep_touching(mask, previous) -> np.ndarray:
-    """The connected parts of ``mask`` that overlap ``previous``: the same object, not a neighbour."""
+    """The connected parts of ``mask`` that overlap ``previous``: the same object, not a
+    neighbour."""
     lab, n = ndimage.label(mask)
     if n == 0:
         return mask.astype(bool)
@@ -142,7 +147,8 @@ def keep_touching(mask, previous) -> np.ndarray:
 
 
 def contrast(image, mask, ring: int = 3) -> float:
-    """How much ``mask`` stands out: distance between its mean colour and that of a ``ring``-pixel band around it."""
+    """How much ``mask`` stands out: distance between its mean colour and that of a ``ring``-pixel
+    band around it."""
     img = np.asarray(image, dtype=np.float32).reshape(mask.shape + (-1,))
     near = ndimage.binary_dilation(mask, iterations=ring) & ~mask
     if not mask.any() or not near.any():
@@ -150,24 +156,38 @@ def contrast(image, mask, ring: int = 3) -> float:
     return float(np.linalg.norm(img[mask].mean(axis=0) - img[near].mean(axis=0)))
 
 
-def propagate(predictor, volume, start_index: int, start_mask, axis: int = 0, direction: int = +1, *,
-              channel_axis: int | None = None, limits=None, min_area_ratio: float = MIN_AREA_RATIO,
-              min_iou: float = MIN_IOU, min_contrast: float = MIN_CONTRAST, margin: float = BOX_MARGIN, min_area: int = 4,
-              max_slices: int | None = None, stop: Callable[[], bool] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def propagate(
+    predictor,
+    volume,
+    start_index: int,
+    start_mask,
+    axis: int = 0,
+    direction: int = +1,
+    *,
+    channel_axis: int | None = None,
+    limits=None,
+    min_area_ratio: float = MIN_AREA_RATIO,
+    min_iou: float = MIN_IOU,
+    min_contrast: float = MIN_CONTRAST,
+    margin: float = BOX_MARGIN,
+    min_area: int = 4,
+    max_slices: int | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
     """Carry an object from slice ``start_index`` to its neighbours, one slice at a time.
 
     Each step predicts slice ``i + direction`` from a session that starts from the previous slice's
-    mask (:func:`next_session`: its box grown by ``margin``, no clicks), keeps the connected parts of
-    the prediction that touch the previous mask, and yields it.
+    mask (:func:`next_session`: its box grown by ``margin``, no clicks), keeps the connected parts
+    of the prediction that touch the previous mask, and yields it.
 
     Stop rule: propagation ends, without yielding that slice, at the first slice whose mask
 
     * is smaller than ``min_area_ratio`` (0.2) times the previous mask, or than ``min_area`` pixels
       (the object has vanished), or
     * has an IoU below ``min_iou`` (0.3) with the previous mask (it jumped to something else), or
-    * stands out from a 3-pixel band around it (:func:`contrast`, on the stack-scaled slice) less than
-      ``min_contrast`` (0.25) times the object did on the start slice (it faded into the background;
-      this catches predictors that fill the box on an empty slice),
+    * stands out from a 3-pixel band around it (:func:`contrast`, on the stack-scaled slice) less
+      than ``min_contrast`` (0.25) times the object did on the start slice (it faded into the
+      background; this catches predictors that fill the box on an empty slice),
 
     and at the end of the stack, after ``max_slices`` slices, or when ``stop()`` returns true.
 
@@ -206,8 +226,16 @@ def propagate(predictor, volume, start_index: int, start_mask, axis: int = 0, di
     n = arr.shape[axis]
     limits = limits if limits is not None else stack_limits(arr)
     i, done = int(start_index) + direction, 0
-    start_contrast = contrast(slice_image(arr, start_index, axis, limits, channel_axis)[0], prev) if min_contrast else 0.0
-    while 0 <= i < n and (max_slices is None or done < max_slices) and not (stop is not None and stop()):
+    start_contrast = (
+        contrast(slice_image(arr, start_index, axis, limits, channel_axis)[0], prev)
+        if min_contrast
+        else 0.0
+    )
+    while (
+        0 <= i < n
+        and (max_slices is None or done < max_slices)
+        and not (stop is not None and stop())
+    ):
         image, ch = slice_image(arr, i, axis, limits, channel_axis)
         if image.shape[:2] != prev.shape:
             raise ValueError(f"slice {i} is {image.shape[:2]}, the mask {prev.shape}")
@@ -224,7 +252,7 @@ def propagate(predictor, volume, start_index: int, start_mask, axis: int = 0, di
         prev, i, done = mask, i + direction, done + 1
 
 
-# -- a stack layer's data: one plane, one line through it, and writing a slice's object ---------------
+# -- a stack layer's data: one plane, one line through it, and writing a slice's object ------------
 def plane_image(data, plane, rgb: bool, channel=None):
     """The 2-D image at ``plane`` of a stack layer's data, scaled with the whole stack's limits.
 
@@ -251,8 +279,8 @@ def labels_update(data, plane, mask, label: int, overwrite: bool = False):
     Returns
     -------
     tuple
-        ``(index, values, wrote)``: for ``layer.data_setitem(index, values)``; ``wrote`` is false when
-        every pixel of ``mask`` lies under another object.
+        ``(index, values, wrote)``: for ``layer.data_setitem(index, values)``; ``wrote`` is false
+        when every pixel of ``mask`` lies under another object.
     """
     view = np.asarray(data[tuple(plane)])
     write = mask if overwrite else mask & ((view == 0) | (view == label))
@@ -262,8 +290,17 @@ def labels_update(data, plane, mask, label: int, overwrite: bool = False):
     return index, np.where(write[rc], label, 0).astype(data.dtype), bool(write.any())
 
 
-def propagate_both(predictor, data, plane, axis: int, start_mask, directions=(1, -1), rgb: bool = False,
-                   channel=None, **kw) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+def propagate_both(
+    predictor,
+    data,
+    plane,
+    axis: int,
+    start_mask,
+    directions=(1, -1),
+    rgb: bool = False,
+    channel=None,
+    **kw,
+) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
     """:func:`propagate` from ``plane`` of a stack layer's data in each direction in turn.
 
     Runs in the widget's worker thread, so reading the stack and its limits happens there too.
@@ -279,6 +316,15 @@ def propagate_both(predictor, data, plane, axis: int, start_mask, directions=(1,
     channel_axis = -1 if rgb and channel is None else None
     limits = stack_limits(data)
     for direction in directions:
-        for index, mask in propagate(predictor, volume, plane[axis], start_mask, 0, direction,
-                                     channel_axis=channel_axis, limits=limits, **kw):
+        for index, mask in propagate(
+            predictor,
+            volume,
+            plane[axis],
+            start_mask,
+            0,
+            direction,
+            channel_axis=channel_axis,
+            limits=limits,
+            **kw,
+        ):
             yield plane[:axis] + (index,) + plane[axis + 1 :], mask

@@ -23,34 +23,42 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / float(a.height * a.width + b.height * b.width - inter)
 
 
-def centre_click(mask: np.ndarray, rng: np.random.Generator, displacement=(20, 50), tries: int = 30) -> Click:
+def centre_click(
+    mask: np.ndarray, rng: np.random.Generator, displacement=(20, 50), tries: int = 30
+) -> Click:
     """First positive click: the mask centroid, moved inside for concave shapes, displaced 20-50 px.
 
     The displaced click must stay in the object; if no try lands inside (a small object), the
     largest displacement that does is used, down to none.
     """
     rows, cols = np.nonzero(mask)
-    r, c = int(round(rows.mean())), int(round(cols.mean()))
+    r, c = int(round(rows.mean())), int(round(cols.mean()))  # noqa: RUF046
     if not mask[r, c]:
         _, r, c = farthest_point(mask)
     lo, hi = displacement
     for scale in (1.0, 0.5, 0.25):
         for _ in range(tries):
             rad, ang = rng.uniform(lo, hi) * scale, rng.uniform(0, 2 * np.pi)
-            rr, cc = int(round(r + rad * np.sin(ang))), int(round(c + rad * np.cos(ang)))
+            rr, cc = int(round(r + rad * np.sin(ang))), int(round(c + rad * np.cos(ang)))  # noqa: RUF046
             if 0 <= rr < mask.shape[0] and 0 <= cc < mask.shape[1] and mask[rr, cc]:
                 return Click(rr, cc, True)
     return Click(r, c, True)
 
 
-def first_negative(mask: np.ndarray, positive: Click, rng: np.random.Generator, min_iou: float = 0.7, tries: int = 60):
+def first_negative(
+    mask: np.ndarray,
+    positive: Click,
+    rng: np.random.Generator,
+    min_iou: float = 0.7,
+    tries: int = 60,
+):
     """First negative click, just outside the object (Eq. 7).
 
-    d = (r1 - r2) w + (1 + r2) h with r1 ~ U(0, 1), r2 ~ N(0, 1), for the object's box of size w x h.
-    We read d as the diagonal of the box the pair spans: the negative lands |d| / 2 from the centre
-    click, towards a random corner of the object's box (angle jittered by up to 20 degrees), on a
-    background pixel. Pairs whose box (by :func:`box_from_pair`) has IoU >= ``min_iou`` with the
-    object's box are kept; if no try qualifies the best one is used.
+    d = (r1 - r2) w + (1 + r2) h with r1 ~ U(0, 1), r2 ~ N(0, 1), for the object's box of size w x
+    h. We read d as the diagonal of the box the pair spans: the negative lands |d| / 2 from the
+    centre click, towards a random corner of the object's box (angle jittered by up to 20 degrees),
+    on a background pixel. Pairs whose box (by :func:`box_from_pair`) has IoU >= ``min_iou`` with
+    the object's box are kept; if no try qualifies the best one is used.
 
     Returns
     -------
@@ -66,7 +74,10 @@ def first_negative(mask: np.ndarray, positive: Click, rng: np.random.Generator, 
         d = abs((r1 - r2) * w + (1 + r2) * h) / 2.0
         cr, cc = corners[rng.integers(4)]
         ang = np.arctan2(cr - positive.row, cc - positive.col) + np.deg2rad(rng.uniform(-20, 20))
-        nr, nc = int(round(positive.row + d * np.sin(ang))), int(round(positive.col + d * np.cos(ang)))
+        nr, nc = (
+            int(round(positive.row + d * np.sin(ang))),  # noqa: RUF046
+            int(round(positive.col + d * np.cos(ang))),  # noqa: RUF046
+        )
         if not (0 <= nr < mask.shape[0] and 0 <= nc < mask.shape[1]) or mask[nr, nc]:
             continue
         neg = Click(nr, nc, False)
@@ -77,7 +88,9 @@ def first_negative(mask: np.ndarray, positive: Click, rng: np.random.Generator, 
             best, best_iou = neg, iou
     if best is None:  # the object fills the image around the click: take the corner outside it
         cr, cc = corners[rng.integers(4)]
-        best = Click(int(np.clip(cr, 0, mask.shape[0] - 1)), int(np.clip(cc, 0, mask.shape[1] - 1)), False)
+        best = Click(
+            int(np.clip(cr, 0, mask.shape[0] - 1)), int(np.clip(cc, 0, mask.shape[1] - 1)), False
+        )
         best_iou = box_iou(box_from_pair(positive, best, mask.shape), gt)
     return best, best_iou
 
@@ -99,7 +112,9 @@ def first_pair(mask: np.ndarray, rng: np.random.Generator, min_iou: float = 0.7,
     return best
 
 
-def _pick_superpixel_clicks(sp: Superpixels, candidates: np.ndarray, allowed: np.ndarray, k: int, positive, rng) -> list:
+def _pick_superpixel_clicks(
+    sp: Superpixels, candidates: np.ndarray, allowed: np.ndarray, k: int, positive, rng
+) -> list:
     """Click on ``k`` random candidate superpixels, at their allowed pixel nearest the centroid."""
     if candidates.size == 0 or k <= 0:
         return []
@@ -135,25 +150,30 @@ def robot_like_session(mask: np.ndarray, rng: np.random.Generator, max_extra: in
     The first positive is near the point farthest from the boundary; then 0-``max_extra`` clicks in
     random order: positives on the object, weighted by their distance to its boundary, and negatives
     on background near the object (its box grown by half its size), weighted towards the object. The
-    first negative sets the box by the usual rule, positives outside grow it, so the model learns the
-    states the standard evaluation protocol produces, not only the paper's.
+    first negative sets the box by the usual rule, positives outside grow it, so the model learns
+    the states the standard evaluation protocol produces, not only the paper's.
     """
     session = Session(mask.shape, strict=False)
     _add_robot_clicks(session, mask, rng, max_extra)
     return session
 
 
-def boxed_session(mask: np.ndarray, rng: np.random.Generator, jitter: float = 0.12, p_exact: float = 0.25,
-                  max_extra: int = 5) -> Session:
+def boxed_session(
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    jitter: float = 0.12,
+    p_exact: float = 0.25,
+    max_extra: int = 5,
+) -> Session:
     """A box given before any click, and every click a corrective one.
 
-    This is the state of correction mode (the box of an existing mask), of a box drawn by two corners,
-    and of the predictor's implied box (:func:`~napari_spbox.core.predictor.implied_box`: the box of a
-    first whole-image mask, which may miss part of the object or take in a neighbour). None of them come
-    from :func:`simulate_session`'s click pair, so the network met them only at inference. The box is
-    the object's own with probability ``p_exact``, else each side moves in or out by a normal draw of
-    ``jitter`` times the object's size; then come standard-robot-like clicks (:func:`robot_like_session`),
-    up to ``max_extra`` after the first positive.
+    This is the state of correction mode (the box of an existing mask), of a box drawn by two
+    corners, and of the predictor's implied box (:func:`~napari_spbox.core.predictor.implied_box`:
+    the box of a first whole-image mask, which may miss part of the object or take in a neighbour).
+    None of them come from :func:`simulate_session`'s click pair, so the network met them only at
+    inference. The box is the object's own with probability ``p_exact``, else each side moves in or
+    out by a normal draw of ``jitter`` times the object's size; then come standard-robot-like clicks
+    (:func:`robot_like_session`), up to ``max_extra`` after the first positive.
     """
     gt = Box.from_mask(mask)
     box = gt
@@ -167,7 +187,9 @@ def boxed_session(mask: np.ndarray, rng: np.random.Generator, jitter: float = 0.
     return session
 
 
-def _add_robot_clicks(session: Session, mask: np.ndarray, rng: np.random.Generator, max_extra: int) -> None:
+def _add_robot_clicks(
+    session: Session, mask: np.ndarray, rng: np.random.Generator, max_extra: int
+) -> None:
     # the pixel farthest_point picks, from the map that also weighs the extra positives below
     inside = boundary_distance(mask)
     r, c = np.unravel_index(np.argmax(inside), mask.shape)
@@ -179,7 +201,10 @@ def _add_robot_clicks(session: Session, mask: np.ndarray, rng: np.random.Generat
     session.add_click(int(r), int(c), True)
     gt = Box.from_mask(mask)
     near = np.zeros_like(mask)
-    near[max(0, gt.top - gt.height // 2) : gt.bottom + gt.height // 2 + 1, max(0, gt.left - gt.width // 2) : gt.right + gt.width // 2 + 1] = True
+    near[
+        max(0, gt.top - gt.height // 2) : gt.bottom + gt.height // 2 + 1,
+        max(0, gt.left - gt.width // 2) : gt.right + gt.width // 2 + 1,
+    ] = True
     outside = ndimage.distance_transform_edt(~mask)
     neg_weight = np.where(near & ~mask, 1.0 / (1.0 + outside), 0.0)
     for _ in range(rng.integers(0, max_extra + 1)):
@@ -203,12 +228,12 @@ def simulate_session(
     """Simulate the clicks for one training sample (Sec. 3.4) as a non-strict :class:`Session`.
 
     * centre positive and first negative (:func:`first_pair`) set the box;
-    * with probability ``p_single`` only the centre click is given, with ``p_pair_only`` only the pair
-      (Sec. 4.2: robustness to the number of clicks);
-    * otherwise 2-5 extra positive superpixels outside the box and 2-5 negative superpixels inside it
-      (each kind present half of the time). With probability ``p_free`` the extra clicks ignore the
-      box rule (positives anywhere on the object, negatives on nearby background), as the field's
-      standard robot user clicks, so one model serves both protocols;
+    * with probability ``p_single`` only the centre click is given, with ``p_pair_only`` only the
+      pair (Sec. 4.2: robustness to the number of clicks);
+    * otherwise 2-5 extra positive superpixels outside the box and 2-5 negative superpixels inside
+      it (each kind present half of the time). With probability ``p_free`` the extra clicks ignore
+      the box rule (positives anywhere on the object, negatives on nearby background), as the
+      field's standard robot user clicks, so one model serves both protocols;
     * with probability ``p_robot`` the whole session is :func:`robot_like_session` instead, and with
       ``p_boxed`` it is :func:`boxed_session` (a box before any click).
     """

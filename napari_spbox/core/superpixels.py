@@ -20,8 +20,8 @@ class Superpixels:
     centroids : numpy.ndarray
         float64 ``(n, 2)``, ``(row, col)`` centroid of each superpixel (the paper's z^c).
     bboxes : numpy.ndarray
-        int ``(n, 4)``, inclusive ``(top, left, bottom, right)`` of each superpixel, so the extent of a
-        set of superpixels is found without touching pixels.
+        int ``(n, 4)``, inclusive ``(top, left, bottom, right)`` of each superpixel, so the extent
+        of a set of superpixels is found without touching pixels.
     """
 
     labels: np.ndarray
@@ -37,7 +37,7 @@ class Superpixels:
         return self.labels.shape
 
     @classmethod
-    def from_labels(cls, labels) -> "Superpixels":
+    def from_labels(cls, labels) -> Superpixels:
         """Build from any integer label image (relabelled to ``0 .. n - 1``)."""
         labels = np.asarray(labels)
         if labels.min() != 0 or not np.bincount(labels.ravel()).all():
@@ -46,7 +46,9 @@ class Superpixels:
             labels = inverse.reshape(labels.shape)
         labels = labels.astype(np.int32, copy=False)
         slices = ndimage.find_objects(labels + 1)
-        bboxes = np.array([[s[0].start, s[1].start, s[0].stop - 1, s[1].stop - 1] for s in slices], dtype=np.int64)
+        bboxes = np.array(
+            [[s[0].start, s[1].start, s[0].stop - 1, s[1].stop - 1] for s in slices], dtype=np.int64
+        )
         return cls(labels=labels, centroids=superpixel_centroids(labels), bboxes=bboxes)
 
 
@@ -65,12 +67,16 @@ def superpixel_centroids(labels: np.ndarray) -> np.ndarray:
 #: SLIC iterations. scikit-image's default is 10; on GrabCut images at 480 x 640 (13 images, 1000
 #: segments) 5 iterations take 110 ms instead of 206 ms and lose little: achievable segmentation
 #: IoU 0.936 vs 0.941, boundary recall (2 px) 0.896 vs 0.909. Half-resolution SLIC (56 ms) lost more
-#: (0.928 / 0.867). ``spbox benchmark`` re-measures this on every run (``slic_quality`` in its JSON).
+#: (0.928 / 0.867). ``spbox benchmark`` re-measures this on every run (``slic_quality`` in its
+#: JSON).
 SLIC_ITERATIONS = 5
 
 
 def compute_superpixels(
-    rgb: np.ndarray, n_segments: int = 1000, compactness: float = 10.0, sigma: float = 0.0,
+    rgb: np.ndarray,
+    n_segments: int = 1000,
+    compactness: float = 10.0,
+    sigma: float = 0.0,
     max_num_iter: int = SLIC_ITERATIONS,
 ) -> Superpixels:
     """SLIC superpixels (scikit-image) of a float RGB image in [0, 1].
@@ -85,8 +91,14 @@ def compute_superpixels(
         Passed to :func:`skimage.segmentation.slic` (Lab colour space). When fixed compactness
         collapses (fewer than a tenth of ``n_segments``, as on noise), SLIC-zero is used instead.
     """
-    kw = dict(n_segments=n_segments, compactness=compactness, sigma=sigma, start_label=0, channel_axis=-1,
-              max_num_iter=max_num_iter)
+    kw = {
+        "n_segments": n_segments,
+        "compactness": compactness,
+        "sigma": sigma,
+        "start_label": 0,
+        "channel_axis": -1,
+        "max_num_iter": max_num_iter,
+    }
     labels = slic(rgb, **kw)
     if labels.max() + 1 < max(2, n_segments // 10):
         # Noisy images (microscopy) make fixed-compactness SLIC fragment and then merge into a few

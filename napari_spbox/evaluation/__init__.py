@@ -1,1 +1,2 @@
-"""Robot-user evaluation: the field's standard clicker, the paper's protocol, NoC/NoF/mIoU reports."""
+"""Robot-user evaluation: the field's standard clicker, the paper's protocol, NoC/NoF/mIoU
+reports."""

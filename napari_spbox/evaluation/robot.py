@@ -1,7 +1,8 @@
 """Robot users: RITM's standard clicker and the paper's constrained protocol (Sec. 3.1, 4.1).
 
 The standard clicker puts each click at the point farthest from the boundary of the larger error
-region (false negatives -> positive click, false positives -> negative click), ignore pixels excluded.
+region (false negatives -> positive click, false positives -> negative click), ignore pixels
+excluded.
 """
 
 from __future__ import annotations
@@ -15,10 +16,18 @@ from ..core.protocol import Box, Session
 from .metrics import iou, outline_band
 
 
-def next_click(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None, allowed_pos=None, allowed_neg=None):
-    """The standard robot user's next click as ``(row, col, positive)``, or ``None`` if no error is left.
+def next_click(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    ignore: np.ndarray | None = None,
+    allowed_pos=None,
+    allowed_neg=None,
+):
+    """The standard robot user's next click as ``(row, col, positive)``, or ``None`` if no error is
+    left.
 
-    ``allowed_pos`` / ``allowed_neg`` restrict where positive / negative clicks may go (paper protocol).
+    ``allowed_pos`` / ``allowed_neg`` restrict where positive / negative clicks may go (paper
+    protocol).
     """
     valid = ~ignore if ignore is not None else np.ones_like(gt, bool)
     fn, fp = gt & ~pred & valid, ~gt & pred & valid
@@ -34,9 +43,10 @@ def next_click(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = Non
 
 
 def paper_first_pair(gt: np.ndarray):
-    """The paper's opening: positive at the object's centre (farthest from the boundary), negative just
-    outside the object, placed so that the box of :func:`~napari_spbox.core.protocol.box_from_pair`
-    covers the object's bounding box with a 3% margin."""
+    """The paper's opening: positive at the object's centre (farthest from the boundary), negative
+    just outside the object, placed so that the box of
+    :func:`~napari_spbox.core.protocol.box_from_pair` covers the object's bounding box with a 3%
+    margin."""
     _, r, c = farthest_point(gt)
     b = Box.from_mask(gt)
     margin = max(2, int(0.03 * max(b.height, b.width)))
@@ -59,7 +69,9 @@ def degrade_mask(gt: np.ndarray, rng: np.random.Generator, target_iou: float = 0
             return ndimage.binary_erosion(gt, iterations=k) if k else gt.copy()
         if kind == "dilate":
             return ndimage.binary_dilation(gt, iterations=k) if k else gt.copy()
-        return ndimage.shift(gt.astype(np.uint8), (k * np.sin(angle), k * np.cos(angle)), order=0) > 0
+        return (
+            ndimage.shift(gt.astype(np.uint8), (k * np.sin(angle), k * np.cos(angle)), order=0) > 0
+        )
 
     lo, hi = 0, max(gt.shape)
     while hi - lo > 1:  # IoU falls as k grows: bisect for the target
@@ -73,12 +85,21 @@ def degrade_mask(gt: np.ndarray, rng: np.random.Generator, target_iou: float = 0
     return out if out.any() else gt.copy()
 
 
-def run_object(predictor, image, gt, ignore=None, protocol: str = "standard", max_clicks: int = 20,
-               start_mask: np.ndarray | None = None, stop_at: float | None = None) -> dict:
-    """Click on one object until ``max_clicks`` (or IoU >= ``stop_at``); IoU and latency after each click.
+def run_object(
+    predictor,
+    image,
+    gt,
+    ignore=None,
+    protocol: str = "standard",
+    max_clicks: int = 20,
+    start_mask: np.ndarray | None = None,
+    stop_at: float | None = None,
+) -> dict:
+    """Click on one object until ``max_clicks`` (or IoU >= ``stop_at``); IoU and latency after each
+    click.
 
-    With ``start_mask`` the session starts from that mask's box (correction mode) and ``iou0`` is the
-    IoU of the prediction before any click.
+    With ``start_mask`` the session starts from that mask's box (correction mode) and ``iou0`` is
+    the IoU of the prediction before any click.
     """
     predictor.set_image(image)
     gt = np.asarray(gt, bool)
@@ -102,7 +123,8 @@ def run_object(predictor, image, gt, ignore=None, protocol: str = "standard", ma
                 inside = np.zeros_like(gt)
                 inside[box.top : box.bottom + 1, box.left : box.right + 1] = True
             click = next_click(mask, gt, ignore, None if inside is None else ~inside, inside)
-            if click is None and inside is not None:  # no click the rules allow: fall back to any error
+            # no click the rules allow: fall back to any error
+            if click is None and inside is not None:
                 click = next_click(mask, gt, ignore)
             if click is None:
                 break
@@ -120,31 +142,54 @@ def run_object(predictor, image, gt, ignore=None, protocol: str = "standard", ma
     return result
 
 
-def evaluate(predictor, items, protocol: str = "standard", max_clicks: int = 20, start_from_mask: bool = False,
-             seed: int = 0, progress: bool = True, desc: str = "evaluate", jobs: int = 1, ignore_band: int = 0) -> list:
-    """Run the robot user over dataset items; returns one result dict per object (name included), in order.
+def evaluate(
+    predictor,
+    items,
+    protocol: str = "standard",
+    max_clicks: int = 20,
+    start_from_mask: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "evaluate",
+    jobs: int = 1,
+    ignore_band: int = 0,
+) -> list:
+    """Run the robot user over dataset items; returns one result dict per object (name included), in
+    order.
 
-    ``predictor`` is a predictor, or a picklable function that builds one (e.g. a ``functools.partial`` of
-    :func:`~napari_spbox.core.predictor.make_predictor`). With ``jobs`` > 1 it must be the latter: each of
-    ``jobs`` worker processes builds its own and runs one thread, and every object gives the same result as
-    in one process (each object's clicks depend on that object alone). Latencies then share the CPU. The
-    workers are spawned, so they import the calling script: guard its top level with ``if __name__ ==
-    "__main__":`` as multiprocessing requires (the ``spbox`` commands are). ``ignore_band`` > 0 leaves the pixels
-    within that many px of each object's outline out of the IoU and the clicks (:func:`~.metrics.outline_band`).
+    ``predictor`` is a predictor, or a picklable function that builds one (e.g. a
+    ``functools.partial`` of :func:`~napari_spbox.core.predictor.make_predictor`). With ``jobs`` > 1
+    it must be the latter: each of ``jobs`` worker processes builds its own and runs one thread, and
+    every object gives the same result as in one process (each object's clicks depend on that object
+    alone). Latencies then share the CPU. The workers are spawned, so they import the calling
+    script: guard its top level with ``if __name__ == "__main__":`` as multiprocessing requires (the
+    ``spbox`` commands are). ``ignore_band`` > 0 leaves the pixels within that many px of each
+    object's outline out of the IoU and the clicks (:func:`~.metrics.outline_band`).
     """
-    args = [(k, item, protocol, max_clicks, start_from_mask, seed, ignore_band) for k, item in enumerate(items)]
+    args = [
+        (k, item, protocol, max_clicks, start_from_mask, seed, ignore_band)
+        for k, item in enumerate(items)
+    ]
     if jobs <= 1:
         one = predictor if hasattr(predictor, "predict") else predictor()
         done = (_run_item(one, *a) for a in args)
-        return [r for r in tqdm(done, desc=desc, total=len(args), disable=not progress) if r is not None]
+        return [
+            r for r in tqdm(done, desc=desc, total=len(args), disable=not progress) if r is not None
+        ]
     if hasattr(predictor, "predict"):
-        raise TypeError("evaluate(jobs > 1) needs a function that builds the predictor, not a predictor")
+        raise TypeError(
+            "evaluate(jobs > 1) needs a function that builds the predictor, not a predictor"
+        )
     import multiprocessing as mp
 
     # spawn, not fork: a forked copy of torch's or ONNX Runtime's thread pools can hang
-    with mp.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(predictor,)) as pool:
+    with mp.get_context("spawn").Pool(
+        jobs, initializer=_init_worker, initargs=(predictor,)
+    ) as pool:
         done = pool.imap(_run_in_worker, args)
-        return [r for r in tqdm(done, desc=desc, total=len(args), disable=not progress) if r is not None]
+        return [
+            r for r in tqdm(done, desc=desc, total=len(args), disable=not progress) if r is not None
+        ]
 
 
 def _run_item(predictor, k, item, protocol, max_clicks, start_from_mask, seed, ignore_band=0):

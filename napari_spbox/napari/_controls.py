@@ -1,20 +1,35 @@
-"""Parts of the dock widget that hold no segmentation logic: model settings and the helper layers."""
+"""Parts of the dock widget that hold no segmentation logic: model settings and the helper
+layers."""
 
 from __future__ import annotations
 
 import weakref
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QLineEdit, QSpinBox
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QLineEdit,
+    QSpinBox,
+)
 
 from ..predictors import METHODS, PredictorSettings
 from ._engine import _button, _row
 
-POSITIVE, NEGATIVE, BOX, PREVIEW = "positive clicks", "negative clicks", "SPBox box", "SPBox preview"
+POSITIVE, NEGATIVE, BOX, PREVIEW = (
+    "positive clicks",
+    "negative clicks",
+    "SPBox box",
+    "SPBox preview",
+)
 
 
 class ModelSettings(QGroupBox):
-    """Method, weights, device, superpixel count and edge precision; ``on_change`` is called after any edit."""
+    """Method, weights, device, superpixel count and edge precision; ``on_change`` is called after
+    any edit."""
 
     def __init__(self, on_change):
         super().__init__("Model settings")
@@ -29,8 +44,10 @@ class ModelSettings(QGroupBox):
         self.segments.setSingleStep(100)
         self.segments.setValue(1000)
         self.precise = QCheckBox("precise edges (slower)")
-        self.precise.setToolTip("spbox: refine the outline at full size with 3 GrabCut iterations instead of one "
-                                "on a reduced copy; about 3x the time of a click")
+        self.precise.setToolTip(
+            "spbox: refine the outline at full size with 3 GrabCut iterations instead of one "
+            "on a reduced copy; about 3x the time of a click"
+        )
         form = QFormLayout(self)
         form.addRow("method", self.method)
         form.addRow("weights", _row(self.weights, _button("…", self._browse)))
@@ -47,14 +64,22 @@ class ModelSettings(QGroupBox):
     def key(self) -> PredictorSettings:
         """What the predictor is built from (options of other methods left at their defaults)."""
         method = self.method.currentText()
-        spbox = {"weights": self.weights.text().strip() or None, "device": self.device.currentText(),
-                 "edges": "precise" if self.precise.isChecked() else "fast"} if method == "spbox" else {}
+        spbox = (
+            {
+                "weights": self.weights.text().strip() or None,
+                "device": self.device.currentText(),
+                "edges": "precise" if self.precise.isChecked() else "fast",
+            }
+            if method == "spbox"
+            else {}
+        )
         return PredictorSettings(method, superpixels=self.segments.value(), **spbox)
 
     def show_predictor(self, predictor) -> None:
         """Reflect a predictor injected by code, without treating that as a user's edit.
 
-        Any object with ``set_image`` and ``predict`` may be injected; what it does not say is left as is.
+        Any object with ``set_image`` and ``predict`` may be injected; what it does not say is left
+        as is.
         """
         widgets = (self.method, self.device, self.segments, self.precise)
         for w in widgets:
@@ -73,17 +98,20 @@ class ModelSettings(QGroupBox):
                 w.blockSignals(False)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "SPBox weights", "", "PyTorch weights (*.pt *.pth)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "SPBox weights", "", "PyTorch weights (*.pt *.pth)"
+        )
         if path:
             self.weights.setText(path)
             self._on_change()
 
 
 class HelperLayers:
-    """The widget's own layers: positive and negative Points, the box (Shapes) and the preview (Labels).
+    """The widget's own layers: positive and negative Points, the box (Shapes) and the preview
+    (Labels).
 
-    ``on_points(positive, event)`` receives the Points layers' data events; ``bind_keys(layer)`` adds
-    the widget's shortcuts to each new Points layer.
+    ``on_points(positive, event)`` receives the Points layers' data events; ``bind_keys(layer)``
+    adds the widget's shortcuts to each new Points layer.
     """
 
     def __init__(self, viewer, on_points, bind_keys):
@@ -93,13 +121,15 @@ class HelperLayers:
         self.syncing = False  # our own edits of the Points layers are not user clicks
 
     def get(self, name):
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        # napari's LayerList has no get()
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
 
     def missing(self) -> bool:
         return any(self.get(n) is None for n in (POSITIVE, NEGATIVE, PREVIEW))
 
     def setup(self, image, shape) -> None:
-        """Create what is missing, sized and placed like ``image`` (2-D ``shape``); select positives."""
+        """Create what is missing, sized and placed like ``image`` (2-D ``shape``); select
+        positives."""
         geo = {"scale": tuple(image.scale[-2:]), "translate": tuple(image.translate[-2:])}
         size = max(3.0, 0.012 * max(shape))
         preview = self.get(PREVIEW)
@@ -107,20 +137,37 @@ class HelperLayers:
             if preview is not None:
                 self.viewer.layers.remove(preview)
             # One fixed bright colour: the preview must not look like a committed object.
-            self.viewer.add_labels(np.zeros(shape, np.uint8), name=PREVIEW, opacity=0.5,
-                                   colormap={None: "transparent", 1: "cyan"}, **geo)
+            self.viewer.add_labels(
+                np.zeros(shape, np.uint8),
+                name=PREVIEW,
+                opacity=0.5,
+                colormap={None: "transparent", 1: "cyan"},
+                **geo,
+            )
         if self.get(BOX) is None:
-            self.viewer.add_shapes(ndim=2, name=BOX, edge_color="yellow", face_color="transparent",
-                                   edge_width=max(1.0, 0.004 * max(shape)), **geo)
+            self.viewer.add_shapes(
+                ndim=2,
+                name=BOX,
+                edge_color="yellow",
+                face_color="transparent",
+                edge_width=max(1.0, 0.004 * max(shape)),
+                **geo,
+            )
         for name, positive, color in ((NEGATIVE, False, "red"), (POSITIVE, True, "lime")):
             if self.get(name) is None:
-                pts = self.viewer.add_points(ndim=2, name=name, face_color=color, border_color="white",
-                                             size=size, **geo)
+                pts = self.viewer.add_points(
+                    ndim=2, name=name, face_color=color, border_color="white", size=size, **geo
+                )
                 pts.current_face_color = color
-                pts.events.data.connect(lambda ev, p=positive: (f := self._on_points()) and f(p, ev))
+                pts.events.data.connect(
+                    lambda ev, p=positive: (f := self._on_points()) and f(p, ev)
+                )
                 self._bind_keys(pts)
         for name in (PREVIEW, BOX, NEGATIVE, POSITIVE):
-            self.viewer.layers[name].scale, self.viewer.layers[name].translate = geo["scale"], geo["translate"]
+            self.viewer.layers[name].scale, self.viewer.layers[name].translate = (
+                geo["scale"],
+                geo["translate"],
+            )
         self.viewer.layers.selection.active = self.get(POSITIVE)
         self.get(POSITIVE).mode = "add"
 
@@ -143,7 +190,10 @@ class HelperLayers:
         if shapes is not None:
             shapes.data = []
             if box is not None:
-                shapes.add([[box.top - 0.5, box.left - 0.5], [box.bottom + 0.5, box.right + 0.5]], shape_type="rectangle")
+                shapes.add(
+                    [[box.top - 0.5, box.left - 0.5], [box.bottom + 0.5, box.right + 0.5]],
+                    shape_type="rectangle",
+                )
 
     def show_preview(self, mask: np.ndarray) -> None:
         preview = self.get(PREVIEW)

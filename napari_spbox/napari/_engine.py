@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from napari.qt.threading import thread_worker
@@ -85,14 +85,20 @@ class ClickLog:
         return (s.start, s.box, s.clicks)
 
     def coords(self, positive: bool) -> np.ndarray:
-        """``(N, 2)`` points of one polarity in the order they were clicked (= the layer's order)."""
+        """``(N, 2)`` points of one polarity in the order they were clicked (= the layer's
+        order)."""
         pts = [(r, c) for p, r, c in self.points if p == positive]
         return np.asarray(pts, dtype=float).reshape(-1, 2)
 
     # -- reconciling a layer ------------------------------------------------------------------
     def sync(self, positive: bool, data) -> SyncResult:
-        """Bring the log in line with the ``(N, D)`` points a layer now holds (last two columns used)."""
-        new = np.asarray(data, dtype=float).reshape(len(data), -1)[:, -2:] if len(data) else np.zeros((0, 2))
+        """Bring the log in line with the ``(N, D)`` points a layer now holds (last two columns
+        used)."""
+        new = (
+            np.asarray(data, dtype=float).reshape(len(data), -1)[:, -2:]
+            if len(data)
+            else np.zeros((0, 2))
+        )
         old = self.coords(positive)
         if len(new) >= len(old) and _same(new[: len(old)], old):
             return self._append(positive, old, new[len(old) :])
@@ -149,7 +155,11 @@ class ClickLog:
             for p, r, c in points:
                 session.add_click(r, c, p)
         except ProtocolError as exc:
-            return SyncResult(changed=False, keep=np.asarray(undo_to, dtype=float).reshape(-1, 2), refused=[str(exc)])
+            return SyncResult(
+                changed=False,
+                keep=np.asarray(undo_to, dtype=float).reshape(-1, 2),
+                refused=[str(exc)],
+            )
         session.strict = strict
         changed = session.clicks != self.session.clicks
         self.session, self.points = session, list(points)
@@ -169,7 +179,8 @@ def _same(a, b) -> bool:
 
 
 def _removed_indices(old, new) -> set | None:
-    """Indices of ``old`` missing from ``new`` if ``new`` is ``old`` with some points taken out, else ``None``."""
+    """Indices of ``old`` missing from ``new`` if ``new`` is ``old`` with some points taken out,
+    else ``None``."""
     if len(new) > len(old):
         return None
     removed, j = set(), 0
@@ -191,8 +202,8 @@ class Job:
     key : hashable
         The click state (:attr:`ClickLog.key`); results for an older key are cached, not shown.
     session : Session or None
-        ``None`` loads the model (reports bad weights before the first click) and warms the predictor
-        up on the image (SLIC), off the GUI thread.
+        ``None`` loads the model (reports bad weights before the first click) and warms the
+        predictor up on the image (SLIC), off the GUI thread.
     model : PredictorSettings
         What the predictor is built from; different settings rebuild it.
     image_key : hashable or None
@@ -224,16 +235,18 @@ def _work(predictor, model, image, session):
     """
     try:
         predictor = predictor if predictor is not None else make_predictor(model)
-    except Exception as exc:  # any loader failure (missing file, torch, cv2) is reported the same way
+    except Exception as exc:  # noqa: BLE001
+        # any loader failure (missing file, torch, cv2) is reported the same way
         return None, JobError("model", exc)
     try:
         if image is not None:
             predictor.set_image(image[0], channel_axis=image[1])
-        if session is None:  # no click yet: prepare the image, so the first click is not the slow one
+        # no click yet: prepare the image, so the first click is not the slow one
+        if session is None:
             predictor.warm_up()
             return predictor, None
         return predictor, predictor.predict(session)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         return predictor, JobError("predict", exc)
 
 
@@ -298,11 +311,15 @@ class PredictionRunner:
                 return
         session = copy.deepcopy(job.session)  # the GUI may edit the live session meanwhile
         gen = self._gen
-        worker = thread_worker(_work, start_thread=False, connect={
-            "returned": lambda res: self._done(res, job, gen, image_key),
-            "errored": self._error,  # only for what _work cannot catch
-            "finished": self._finished,
-        })(predictor, job.model, image, session)
+        worker = thread_worker(
+            _work,
+            start_thread=False,
+            connect={
+                "returned": lambda res: self._done(res, job, gen, image_key),
+                "errored": self._error,  # only for what _work cannot catch
+                "finished": self._finished,
+            },
+        )(predictor, job.model, image, session)
         self.worker = worker
         worker.start()
 
@@ -350,7 +367,9 @@ class _LayerCombo(QComboBox):
 
     def refresh(self) -> None:
         current = self.layer()
-        layers = [ly for ly in self._viewer.layers if isinstance(ly, self._kind) and not self._skip(ly)]
+        layers = [
+            ly for ly in self._viewer.layers if isinstance(ly, self._kind) and not self._skip(ly)
+        ]
         self.blockSignals(True)
         self.clear()
         for ly in layers:
@@ -361,9 +380,12 @@ class _LayerCombo(QComboBox):
             self.currentIndexChanged.emit(self.currentIndex())
 
     def select(self, layer) -> None:
-        # Not findData: a plugin's viewer hands out a new proxy per access, so compare what it wraps.
+        # Not findData: a plugin's viewer hands out a new proxy per access, so compare what it
+        # wraps.
         idx = [_ident(self.itemData(i)) for i in range(self.count())]
-        self.setCurrentIndex(idx.index(_ident(layer)) if layer is not None and _ident(layer) in idx else -1)
+        self.setCurrentIndex(
+            idx.index(_ident(layer)) if layer is not None and _ident(layer) in idx else -1
+        )
 
     def layer(self):
         return self.currentData()

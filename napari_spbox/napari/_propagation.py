@@ -1,8 +1,9 @@
 """Propagate / Stop of the dock widget: a small controller the widget owns.
 
-The widget decides what to propagate (it knows the layers, the slice and the object) and hands the controller
-plain values; the controller runs one :class:`~.stacks.PropagationRun` at a time and reports through two
-callables. The propagation itself is Qt-free (:func:`napari_spbox.core.propagation.propagate_both`).
+The widget decides what to propagate (it knows the layers, the slice and the object) and hands the
+controller plain values; the controller runs one :class:`~.stacks.PropagationRun` at a time and
+reports through two callables. The propagation itself is Qt-free
+(:func:`napari_spbox.core.propagation.propagate_both`).
 """
 
 from __future__ import annotations
@@ -27,17 +28,41 @@ class PropagationController:
     def running(self) -> bool:
         return self.run is not None
 
-    def start(self, predictor, image, channel, plane, axis, mask, directions, target, label: int,
-              overwrite: bool) -> None:
-        """Carry ``mask`` (object ``label`` on slice ``plane`` of ``image``) along ``axis`` into ``target``.
+    def start(
+        self,
+        predictor,
+        image,
+        channel,
+        plane,
+        axis,
+        mask,
+        directions,
+        target,
+        label: int,
+        overwrite: bool,
+    ) -> None:
+        """Carry ``mask`` (object ``label`` on slice ``plane`` of ``image``) along ``axis`` into
+        ``target``.
 
-        The predictor is copied: per-slice ``set_image`` calls must not disturb the one the clicks use.
+        The predictor is copied: per-slice ``set_image`` calls must not disturb the one the clicks
+        use.
         """
         if self.run is not None:
             raise RuntimeError("a propagation is already running")
-        self.run = stacks.PropagationRun(copy.copy(predictor), image, channel, plane, axis, mask, directions,
-                                         target, label, overwrite, on_status=self._on_status,
-                                         on_done=self._finished)
+        self.run = stacks.PropagationRun(
+            copy.copy(predictor),
+            image,
+            channel,
+            plane,
+            axis,
+            mask,
+            directions,
+            target,
+            label,
+            overwrite,
+            on_status=self._on_status,
+            on_done=self._finished,
+        )
         self._on_running(True)
 
     def stop(self) -> None:

@@ -1,11 +1,12 @@
-"""Sample data for the napari plugin, bundled so nothing is downloaded: scikit-image's coffee cup and a
-fluorescence image of nuclei from the 2018 Data Science Bowl (DSB2018, CC0)."""
+"""Sample data for the napari plugin, bundled so nothing is downloaded: scikit-image's coffee cup
+and a fluorescence image of nuclei from the 2018 Data Science Bowl (DSB2018, CC0)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-#: One image of ``nuclei-dev`` (DSB2018 stage 1, CC0; BBBC038, Caicedo et al. 2019), 256x256, 8-bit grey.
+#: One image of ``nuclei-dev`` (DSB2018 stage 1, CC0; BBBC038, Caicedo et al. 2019), 256x256, 8-bit
+#: grey.
 NUCLEI_FILE = Path(__file__).resolve().parent.parent / "samples" / "nuclei_8a26b134.png"
 
 

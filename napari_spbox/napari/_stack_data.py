@@ -40,7 +40,11 @@ def blobs3d(shape=(16, 128, 128), seed: int = 0, return_labels: bool = False):
     signal = np.zeros((2, z, y, x), np.float32)
     labels = np.zeros((2, z, y, x), np.uint8)
     for cz, cy, cx, az, ay, ax, ch in _CELLS:
-        r2 = ((zz - cz * sz) / (az * sz)) ** 2 + ((yy - cy * sy) / (ay * sy)) ** 2 + ((xx - cx * sx) / (ax * sx)) ** 2
+        r2 = (
+            ((zz - cz * sz) / (az * sz)) ** 2
+            + ((yy - cy * sy) / (ay * sy)) ** 2
+            + ((xx - cx * sx) / (ax * sx)) ** 2
+        )
         inside = r2 <= 1.0
         labels[ch][inside] = labels[ch].max() + 1
         # A soft edge, as out-of-focus light gives, so the boundary is not a perfect step.
@@ -54,12 +58,24 @@ def blobs3d(shape=(16, 128, 128), seed: int = 0, return_labels: bool = False):
 
 
 def blobs3d_sample():
-    """napari sample: the :func:`blobs3d` stack as two channel layers, anisotropic (z step 2x the pixel).
+    """napari sample: the :func:`blobs3d` stack as two channel layers, anisotropic (z step 2x the
+    pixel).
 
     Returns
     -------
     list of tuple
         One layer-data tuple; napari splits it into one image layer per channel.
     """
-    return [(blobs3d(), {"name": ["nuclei", "cells"], "channel_axis": 1, "scale": (2.0, 1.0, 1.0),
-                         "colormap": ["magenta", "green"], "blending": "additive"}, "image")]
+    return [
+        (
+            blobs3d(),
+            {
+                "name": ["nuclei", "cells"],
+                "channel_axis": 1,
+                "scale": (2.0, 1.0, 1.0),
+                "colormap": ["magenta", "green"],
+                "blending": "additive",
+            },
+            "image",
+        )
+    ]

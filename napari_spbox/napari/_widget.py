@@ -14,7 +14,16 @@ import weakref
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import QApplication, QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.postprocess import keep_clicked_components
 from ..core.propagation import labels_update, plane_image
@@ -23,7 +32,8 @@ from ._controls import PREVIEW, HelperLayers, ModelSettings
 from ._engine import ClickLog, Job, PredictionRunner, _button, _ident, _LayerCombo, _row
 from ._propagation import PropagationController
 
-#: Shift+letter keys: napari's Points layer already uses the plain letters (Z pan/zoom, A select, ...).
+#: Shift+letter keys: napari's Points layer already uses the plain letters (Z pan/zoom, A select,
+#: ...).
 KEYS = {"commit": "Shift-C", "clear": "Shift-X", "undo": "Shift-Z"}
 
 
@@ -48,21 +58,29 @@ class SPBoxWidget(QWidget):
         self.correct_id: int | None = None
         self.preview_mask: np.ndarray | None = None
         self._preview_key = None
-        self.plane: tuple = ()  # leading data indices of the slice being segmented; () for 2-D images
+        # leading data indices of the slice being segmented; () for 2-D images
+        self.plane: tuple = ()
         self._build_ui()
-        self.propagation = PropagationController(self.status.setText, self._propagation_done,
-                                                 self.stop_button.setEnabled)
+        self.propagation = PropagationController(
+            self.status.setText, self._propagation_done, self.stop_button.setEnabled
+        )
         if predictor is not None:
             self.model_settings.show_predictor(predictor)
-        self.runner = PredictionRunner(self._job, self._on_result, self._on_error, predictor,
-                                       self._model_key() if predictor is not None else None)
+        self.runner = PredictionRunner(
+            self._job,
+            self._on_result,
+            self._on_error,
+            predictor,
+            self._model_key() if predictor is not None else None,
+        )
         self._bind_keys(self.viewer)
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._on_layers_changed)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self._on_image_changed()
         if predictor is None:
-            self.runner.request()  # load the model now, so missing weights are reported before a click
+            # load the model now, so missing weights are reported before a click
+            self.runner.request()
 
     # -- user interface ------------------------------------------------------------------------
     def _build_ui(self) -> None:
@@ -72,15 +90,20 @@ class SPBoxWidget(QWidget):
         self.strict_box = QCheckBox("paper's click rules")
         self.strict_box.setChecked(False)
         self.strict_box.setToolTip(
-            "Off (default): click where the mask is wrong - positive on a missed part, negative on a wrong one, "
-            "anywhere.\nOn: the paper's protocol - 1st click positive at the object's centre, 2nd negative just "
-            "outside it (sets the box), then negatives only inside the box and positives only outside it (they "
-            "grow the box); other clicks are refused.")
+            "Off (default): click where the mask is wrong - positive on a missed part, "
+            "negative on a wrong one, anywhere.\n"
+            "On: the paper's protocol - 1st click positive at the object's centre, "
+            "2nd negative just outside it (sets the box), then negatives only inside the box "
+            "and positives only outside it (they grow the box); other clicks are refused."
+        )
         self.overwrite_box = QCheckBox("overwrite other objects")
         self.id_spin = QSpinBox()
         self.id_spin.setRange(1, 2**31 - 1)
         self.model_settings = ModelSettings(self._on_model_changed)
-        self.method_combo, self.weights_edit = self.model_settings.method, self.model_settings.weights
+        self.method_combo, self.weights_edit = (
+            self.model_settings.method,
+            self.model_settings.weights,
+        )
         self.axis_combo, self.direction_combo = QComboBox(), QComboBox()
         self.direction_combo.addItems(stacks.DIRECTIONS)
         self.stop_button = _button("Stop", self.stop_propagation)
@@ -91,17 +114,32 @@ class SPBoxWidget(QWidget):
         form = self._form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("channel", self.channel_combo)
-        form.addRow("labels", _row(self.labels_combo, _button("New", lambda: self.target_layer(True, new=True))))
+        form.addRow(
+            "labels",
+            _row(self.labels_combo, _button("New", lambda: self.target_layer(True, new=True))),
+        )
         form.addRow(self.strict_box)
         form.addRow(self.overwrite_box)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        lay.addLayout(_row(*[_button(f"{name.title()} ({KEYS[name].replace('-', '+')})", getattr(self, name))
-                             for name in ("commit", "undo", "clear")]))
-        lay.addLayout(_row(QLabel("id"), self.id_spin, _button("Correct object", self._correct_clicked)))
+        lay.addLayout(
+            _row(
+                *[
+                    _button(f"{name.title()} ({KEYS[name].replace('-', '+')})", getattr(self, name))
+                    for name in ("commit", "undo", "clear")
+                ]
+            )
+        )
+        lay.addLayout(
+            _row(QLabel("id"), self.id_spin, _button("Correct object", self._correct_clicked))
+        )
         self.propagate_button = _button("Propagate", self.propagate)
-        self.propagate_button.setToolTip("carry the current object to the neighbouring slices of a stack")
-        lay.addLayout(_row(self.axis_combo, self.direction_combo, self.propagate_button, self.stop_button))
+        self.propagate_button.setToolTip(
+            "carry the current object to the neighbouring slices of a stack"
+        )
+        lay.addLayout(
+            _row(self.axis_combo, self.direction_combo, self.propagate_button, self.stop_button)
+        )
         lay.addWidget(self.model_settings)
         lay.addWidget(self.status)
         lay.addStretch(1)
@@ -117,7 +155,9 @@ class SPBoxWidget(QWidget):
         # A weak reference: the viewer outlives a closed widget and must not call into it.
         ref = weakref.ref(self)
         for name, key in KEYS.items():
-            target.bind_key(key, lambda _obj, name=name: ref() and getattr(ref(), name)(), overwrite=True)
+            target.bind_key(
+                key, lambda _obj, name=name: ref() and getattr(ref(), name)(), overwrite=True
+            )
 
     # -- image, channel, helper layers -------------------------------------------------------
     def image_data(self):
@@ -128,14 +168,18 @@ class SPBoxWidget(QWidget):
         data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
         ch = self.channel_combo.currentData()
         if self._is_stack(layer):
-            return plane_image(layer.data[0] if layer.multiscale else layer.data, self.plane, layer.rgb, ch)
+            return plane_image(
+                layer.data[0] if layer.multiscale else layer.data, self.plane, layer.rgb, ch
+            )
         if layer.rgb:
             return (data, -1) if ch is None else (data[..., ch], None)
         if data.ndim == 2:
             return data, None
         if data.ndim == 3:  # (C, H, W): napari shows the channels as a slider
             return (data, 0) if ch is None else (data[ch], None)
-        raise ValueError(f"only 2-D images, RGB(A) or (C, H, W) stacks are supported, not shape {data.shape}")
+        raise ValueError(
+            f"only 2-D images, RGB(A) or (C, H, W) stacks are supported, not shape {data.shape}"
+        )
 
     def _on_layers_changed(self, event=None) -> None:
         # Never add layers while one is being removed: viewer.close() removes them one by one.
@@ -175,13 +219,15 @@ class SPBoxWidget(QWidget):
             w.setEnabled(stack)
 
     def _labels_fit(self, labels, image) -> bool:
-        """Whether ``labels`` can hold objects of ``image`` (same spatial shape, slices included)."""
+        """Whether ``labels`` can hold objects of ``image`` (same spatial shape, slices
+        included)."""
         shape = (image.data[0] if image.multiscale else image.data).shape[: image.ndim]
         return labels is not None and tuple(labels.data.shape) == tuple(shape)
 
     def _select_matching_labels(self) -> None:
-        """Keep the chosen Labels layer if it fits the image, else pick one that does (or none: the first
-        commit then makes one), so that switching images never writes into another image's labels."""
+        """Keep the chosen Labels layer if it fits the image, else pick one that does (or none: the
+        first commit then makes one), so that switching images never writes into another image's
+        labels."""
         image = self.image_combo.layer()
         if image is None or self._labels_fit(self.labels_combo.layer(), image):
             return
@@ -221,7 +267,11 @@ class SPBoxWidget(QWidget):
 
     # -- clicks ----------------------------------------------------------------------------------
     def _on_points(self, positive: bool, event) -> None:
-        if self.helpers.syncing or str(getattr(event, "action", "changed")) not in ("added", "removed", "changed"):
+        if self.helpers.syncing or str(getattr(event, "action", "changed")) not in (
+            "added",
+            "removed",
+            "changed",
+        ):
             return
         layer = self.helpers.points(positive)
         if self.log is None:
@@ -232,14 +282,14 @@ class SPBoxWidget(QWidget):
         if res.keep is not None:
             self.helpers.set_points(positive, res.keep)
         for msg in res.refused:
-            rule = " (untick \"paper's click rules\" to allow it)" if self.log.strict else ""
+            rule = ' (untick "paper\'s click rules" to allow it)' if self.log.strict else ""
             self._tell(f"click refused: {msg}{rule}")
         if res.changed:
             self._after_change()
 
     def _tell(self, message: str, level=None) -> None:
-        """A message in the status line, whole, and as a napari notification (which may cut it short);
-        ``level`` is napari's ``show_info`` / ``show_error``, a warning by default."""
+        """A message in the status line, whole, and as a napari notification (which may cut it
+        short); ``level`` is napari's ``show_info`` / ``show_error``, a warning by default."""
         self.status.setText(message)
         (level or show_warning)(f"SPBox: {message}")
 
@@ -265,7 +315,9 @@ class SPBoxWidget(QWidget):
         if target is None or image is None:
             self._tell("correction needs an image layer and a Labels layer")
             return
-        mask = np.asarray(target.data[self.plane] if target.ndim == len(self.plane) + 2 else target.data) == int(label_id)
+        mask = np.asarray(
+            target.data[self.plane] if target.ndim == len(self.plane) + 2 else target.data
+        ) == int(label_id)
         if mask.shape != self._spatial(image) or not mask.any():
             self._tell(f"object {label_id} is not in '{target.name}' (or the shapes differ)")
             return
@@ -317,7 +369,11 @@ class SPBoxWidget(QWidget):
     @predictor.setter
     def predictor(self, value) -> None:
         self.model_settings.show_predictor(value)
-        self.runner.predictor, self.runner.model, self.runner.image_key = value, self._model_key(), None
+        self.runner.predictor, self.runner.model, self.runner.image_key = (
+            value,
+            self._model_key(),
+            None,
+        )
         self.runner.invalidate()
 
     @property
@@ -326,7 +382,8 @@ class SPBoxWidget(QWidget):
         return self.runner.busy
 
     def wait(self, timeout: float = 60.0) -> None:
-        """Process Qt events until no prediction or propagation is running or waiting (tests, scripts)."""
+        """Process Qt events until no prediction or propagation is running or waiting (tests,
+        scripts)."""
         deadline = time.monotonic() + timeout
         while self.busy or self.propagation.running:
             if time.monotonic() > deadline:
@@ -349,21 +406,29 @@ class SPBoxWidget(QWidget):
         layer = self.image_combo.layer()
         session = self.log.session if self.log is not None and self.log.session.clicks else None
         key = None if session is None else self.log.key
-        image_key = None if layer is None else (_ident(layer), self.channel_combo.currentData(), id(layer.data), self.plane)
+        image_key = (
+            None
+            if layer is None
+            else (_ident(layer), self.channel_combo.currentData(), id(layer.data), self.plane)
+        )
         return Job(key, session, self._model_key(), image_key, self.image_data)
 
     def _on_result(self, key, pred) -> None:
         if self.log is not None and key == self.log.key:
             mask = keep_clicked_components(pred.mask, self.log.session, self.log.mask)
             dropped = int(pred.mask.sum() - mask.sum())
-            note = f"in {pred.elapsed_ms / 1000:.2f} s" + (f" ({dropped} px apart from the clicks left out)"
-                                                           if dropped else "")
+            note = f"in {pred.elapsed_ms / 1000:.2f} s" + (
+                f" ({dropped} px apart from the clicks left out)" if dropped else ""
+            )
             self._show(key, mask, note)
 
     def _on_error(self, exc) -> None:
         if exc.stage == "model":
-            msg = (f"SPBox: could not load the '{self.method_combo.currentText()}' model ({exc}). Choose a "
-                   "weights file, or the grabcut / random-walker method, under Model settings.")
+            msg = (
+                f"SPBox: could not load the '{self.method_combo.currentText()}' model ({exc}). "
+                "Choose a weights file, or the grabcut / random-walker method, "
+                "under Model settings."
+            )
         else:
             msg = f"SPBox: prediction failed ({exc}); the labels were not changed"
         self._tell(msg.removeprefix("SPBox: "), show_error)
@@ -374,54 +439,78 @@ class SPBoxWidget(QWidget):
         s = self.log.session
         box = "" if s.box is None else f", box {s.box.height}x{s.box.width}"
         mode = f"correcting object {self.correct_id}: " if self.correct_id is not None else ""
-        self.status.setText(f"{mode}{len(s.positives)}+ / {len(s.negatives)}- clicks{box}, {int(mask.sum())} px {note}")
+        self.status.setText(
+            f"{mode}{len(s.positives)}+ / {len(s.negatives)}- clicks{box}, "
+            f"{int(mask.sum())} px {note}"
+        )
 
     # -- labels ----------------------------------------------------------------------------------
     def target_layer(self, create: bool = False, new: bool = False):
-        """The Labels layer objects are committed to; made (image-sized, int32) when asked and missing."""
+        """The Labels layer objects are committed to; made (image-sized, int32) when asked and
+        missing."""
         layer = None if new else self.labels_combo.layer()
         image = self.image_combo.layer()
         if layer is not None and image is not None and not self._labels_fit(layer, image):
             layer = None  # another image's labels: never write there (a new layer is made below)
         if layer is None and create and image is not None:
             active = self.viewer.layers.selection.active
-            shape = (image.data[0] if image.multiscale else image.data).shape[: image.ndim]  # an RGB axis is last
-            layer = self.viewer.add_labels(np.zeros(shape, np.int32), name="SPBox labels",
-                                           scale=tuple(image.scale), translate=tuple(image.translate))
+            # an RGB axis is last
+            shape = (image.data[0] if image.multiscale else image.data).shape[: image.ndim]
+            layer = self.viewer.add_labels(
+                np.zeros(shape, np.int32),
+                name="SPBox labels",
+                scale=tuple(image.scale),
+                translate=tuple(image.translate),
+            )
             # Just above the image, so it never hides the clicks, box or preview.
-            self.viewer.layers.move(self.viewer.layers.index(layer.name), self.viewer.layers.index(image.name) + 1)
+            self.viewer.layers.move(
+                self.viewer.layers.index(layer.name), self.viewer.layers.index(image.name) + 1
+            )
             self.labels_combo.refresh()
             self.labels_combo.select(layer)
             self.viewer.layers.selection.active = active  # keep clicking where the user was
         return layer
 
     def commit(self) -> None:
-        """Write the preview into the target Labels layer: a new id, or the corrected object's id."""
+        """Write the preview into the target Labels layer: a new id, or the corrected object's
+        id."""
         if self.busy:
             self.runner.then = self.commit  # commit the newest mask, not the one on screen now
             return
-        if self.log is None or self._preview_key != self.log.key or self.preview_mask is None or not self.preview_mask.any():
+        if (
+            self.log is None
+            or self._preview_key != self.log.key
+            or self.preview_mask is None
+            or not self.preview_mask.any()
+        ):
             self._tell("nothing to commit (no mask for the current clicks)", show_info)
             return
         target = self.target_layer(create=True)
         data = np.asarray(target.data)
         mask = self.preview_mask
         if data.shape[-2:] != mask.shape or data.ndim != len(self.plane) + 2:
-            self._tell(f"labels layer '{target.name}' has shape {data.shape}, the image slice {mask.shape}",
-                       show_error)
+            self._tell(
+                f"labels layer '{target.name}' has shape {data.shape}, "
+                f"the image slice {mask.shape}",
+                show_error,
+            )
             return
         label = self.correct_id if self.correct_id is not None else int(data.max()) + 1
         if np.issubdtype(data.dtype, np.integer) and label > np.iinfo(data.dtype).max:
             self._tell(f"id {label} does not fit labels of type {data.dtype}", show_error)
             return
-        idx, values, wrote = labels_update(data, self.plane, mask, label, self.overwrite_box.isChecked())
+        idx, values, wrote = labels_update(
+            data, self.plane, mask, label, self.overwrite_box.isChecked()
+        )
         target.data_setitem(idx, values)
         self.id_spin.setValue(label)
         self.clear()  # the next positive click starts the next object
         if not wrote:
             self._tell("the mask lies under other objects; tick 'overwrite' to replace them")
         else:
-            self._tell(f"committed object {label} to '{target.name}'; click the next object", show_info)
+            self._tell(
+                f"committed object {label} to '{target.name}'; click the next object", show_info
+            )
 
     # -- stacks ----------------------------------------------------------------------------------
     @property
@@ -430,10 +519,11 @@ class SPBoxWidget(QWidget):
         return self.propagation.run
 
     def propagate(self) -> None:
-        """Carry the current object (previewed, else object ``id`` on this slice) to neighbouring slices.
+        """Carry the current object (previewed, else object ``id`` on this slice) to neighbouring
+        slices.
 
-        Runs off the GUI thread; each slice is written into the Labels layer as it arrives, under one id,
-        leaving other ids alone. Stop ends it early.
+        Runs off the GUI thread; each slice is written into the Labels layer as it arrives, under
+        one id, leaving other ids alone. Stop ends it early.
         """
         if self.propagation.running or self.busy:
             self.runner.then = None if self.propagation.running else self.propagate
@@ -442,19 +532,36 @@ class SPBoxWidget(QWidget):
         if not self._is_stack(image) or axis is None or self.log is None:
             self._tell("propagation needs a stack (choose 'slices (stack)' as the channel)")
             return
-        if self.preview_mask is not None and self.log.session.clicks and self._preview_key == self.log.key:
+        if (
+            self.preview_mask is not None
+            and self.log.session.clicks
+            and self._preview_key == self.log.key
+        ):
             self.commit()  # the previewed object becomes an id first; clear() keeps this slice
         target, label, plane = self.target_layer(), self.id_spin.value(), self.plane
         data = None if target is None else target.data
-        if data is None or data.ndim != len(plane) + 2 or not (mask := np.asarray(data[plane]) == label).any():
+        if (
+            data is None
+            or data.ndim != len(plane) + 2
+            or not (mask := np.asarray(data[plane]) == label).any()
+        ):
             self._tell(f"object {label} is not on this slice of the labels layer: commit it first")
             return
         if self.predictor is None:
             self._tell("the model is not loaded yet")
             return
-        self.propagation.start(self.predictor, image, self.channel_combo.currentData(), plane, axis, mask,
-                               stacks.DIRECTIONS[self.direction_combo.currentText()], target, label,
-                               self.overwrite_box.isChecked())
+        self.propagation.start(
+            self.predictor,
+            image,
+            self.channel_combo.currentData(),
+            plane,
+            axis,
+            mask,
+            stacks.DIRECTIONS[self.direction_combo.currentText()],
+            target,
+            label,
+            self.overwrite_box.isChecked(),
+        )
 
     def stop_propagation(self) -> None:
         """Stop a running propagation after the slice being predicted; written slices stay."""

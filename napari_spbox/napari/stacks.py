@@ -1,5 +1,6 @@
-"""Stacks in the napari widget: the channel and axis menus, the slice napari shows, and a propagation run
-in a worker thread. The propagation itself is Qt-free, in :mod:`napari_spbox.core.propagation`.
+"""Stacks in the napari widget: the channel and axis menus, the slice napari shows, and a
+propagation run in a worker thread. The propagation itself is Qt-free, in
+:mod:`napari_spbox.core.propagation`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..core.propagation import labels_update, propagate_both
 STACK = "stack"
 #: Propagation directions offered by the widget: steps along the axis, in order.
 DIRECTIONS = {"both directions": (1, -1), "forward (+)": (1,), "backward (-)": (-1,)}
+
 
 def channel_items(layer) -> list[tuple[str, object]]:
     """``(text, data)`` entries of the widget's channel menu for an image layer.
@@ -35,7 +37,8 @@ def channel_items(layer) -> list[tuple[str, object]]:
 
 
 def axis_items(layer, dims) -> list[tuple[str, int]]:
-    """``(text, axis)`` entries for the propagation axis: the layer's leading axes, longest first."""
+    """``(text, axis)`` entries for the propagation axis: the layer's leading axes, longest
+    first."""
     labels = dims.axis_labels[dims.ndim - layer.ndim :]
     shape = (layer.data[0] if layer.multiscale else layer.data).shape
 
@@ -43,7 +46,10 @@ def axis_items(layer, dims) -> list[tuple[str, int]]:
         label = str(labels[k])
         return f"axis {k}" if label.lstrip("-").isdigit() else label
 
-    return [(f"along {name(k)} ({shape[k]} slices)", k) for k in sorted(range(layer.ndim - 2), key=lambda k: -shape[k])]
+    return [
+        (f"along {name(k)} ({shape[k]} slices)", k)
+        for k in sorted(range(layer.ndim - 2), key=lambda k: -shape[k])
+    ]
 
 
 def plane_of(layer, dims) -> tuple[int, ...]:
@@ -58,14 +64,18 @@ def plane_of(layer, dims) -> tuple[int, ...]:
         return ()
     n = dims.ndim
     if dims.ndisplay != 2 or tuple(dims.displayed) != (n - 2, n - 1):
-        raise ValueError("stacks are segmented in 2-D views of their last two axes; switch to 2-D and reset the axis order")
+        raise ValueError(
+            "stacks are segmented in 2-D views of their last two axes; "
+            "switch to 2-D and reset the axis order"
+        )
     pos = np.asarray(layer.world_to_data(dims.point), dtype=float)
     shape = (layer.data[0] if layer.multiscale else layer.data).shape
     return tuple(int(np.clip(np.round(pos[k]), 0, shape[k] - 1)) for k in range(lead))
 
 
 class PropagationRun:
-    """One propagation in a napari ``thread_worker``; each slice is written to ``target`` as it arrives.
+    """One propagation in a napari ``thread_worker``; each slice is written to ``target`` as it
+    arrives.
 
     The GUI thread only writes finished slices; ``stop()`` ends the worker after the slice being
     predicted. Qt is imported only here, so the rest of this module works without it.
@@ -85,8 +95,21 @@ class PropagationRun:
         when the run failed.
     """
 
-    def __init__(self, predictor, image, channel, plane, axis, mask, directions, target, label: int,
-                 overwrite: bool, on_status, on_done):
+    def __init__(
+        self,
+        predictor,
+        image,
+        channel,
+        plane,
+        axis,
+        mask,
+        directions,
+        target,
+        label: int,
+        overwrite: bool,
+        on_status,
+        on_done,
+    ):
         from napari.qt.threading import thread_worker
 
         self.target, self.label, self.overwrite = target, int(label), overwrite
@@ -94,7 +117,8 @@ class PropagationRun:
         self._on_status, self._on_done, self._error = on_status, on_done, None
         data = image.data[0] if image.multiscale else image.data
         self.worker = thread_worker(propagate_both, start_thread=False)(
-            predictor, data, plane, axis, mask, directions, image.rgb, channel)
+            predictor, data, plane, axis, mask, directions, image.rgb, channel
+        )
         self.worker.yielded.connect(self._write)
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(self._finished)
@@ -109,10 +133,16 @@ class PropagationRun:
         idx, values, _ = labels_update(self.target.data, plane, mask, self.label, self.overwrite)
         self.target.data_setitem(idx, values)
         self.done.append(plane)
-        self._on_status(f"propagating object {self.label}: {len(self.done)} slices, at {plane} (Stop ends it)")
+        self._on_status(
+            f"propagating object {self.label}: {len(self.done)} slices, at {plane} (Stop ends it)"
+        )
 
     def _failed(self, exc) -> None:
-        self._error = f"SPBox: propagation failed after {len(self.done)} slices ({type(exc).__name__}: {exc})"
+        self._error = (
+            f"SPBox: propagation failed after {len(self.done)} slices ({type(exc).__name__}: {exc})"
+        )
 
     def _finished(self) -> None:
-        self._on_done(self._error or f"object {self.label} propagated to {len(self.done)} more slices")
+        self._on_done(
+            self._error or f"object {self.label} propagated to {len(self.done)} more slices"
+        )

@@ -35,9 +35,18 @@ def start_log(out_dir: Path) -> Path:
 
 def save_checkpoint(path: Path, model, opt, epoch: int, step: int, variant: str) -> None:
     """``last.pt``: what :func:`load_checkpoint` resumes from, written at the end of every epoch."""
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                "step": step, "arch": model.arch, "variant": variant,
-                "in_channels": model.in_channels}, path)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "arch": model.arch,
+            "variant": variant,
+            "in_channels": model.in_channels,
+        },
+        path,
+    )
 
 
 def load_checkpoint(path, model, opt) -> tuple[int, int]:
@@ -60,33 +69,63 @@ def training_recipe(config, lr: float, prev_mask: bool, device_type: str, proces
     another machine say it. ``config`` is the run's :class:`~napari_spbox.train.loop.TrainConfig`;
     the other arguments are what the run made of it (base rate, input, device, process count)."""
     c = config
-    return {"init": str(c.init) if c.init else "imagenet",
-            "resumed_from": str(c.resume) if c.resume else None, "epochs_planned": c.epochs,
-            "lr": lr, "seed": c.seed, "repeats": c.repeats, "iterative": c.p_iterative,
-            "iterative_clicks": c.max_iterative_clicks, "iterative_decay": c.iterative_decay,
-            "copy_paste": c.p_paste, "boxed": c.p_boxed, "union": c.p_union,
-            "freeze_bn": c.freeze_bn, "prev_mask": prev_mask, "device": device_type,
-            "processes": processes, "workers": c.workers}
+    return {
+        "init": str(c.init) if c.init else "imagenet",
+        "resumed_from": str(c.resume) if c.resume else None,
+        "epochs_planned": c.epochs,
+        "lr": lr,
+        "seed": c.seed,
+        "repeats": c.repeats,
+        "iterative": c.p_iterative,
+        "iterative_clicks": c.max_iterative_clicks,
+        "iterative_decay": c.iterative_decay,
+        "copy_paste": c.p_paste,
+        "boxed": c.p_boxed,
+        "union": c.p_union,
+        "freeze_bn": c.freeze_bn,
+        "prev_mask": prev_mask,
+        "device": device_type,
+        "processes": processes,
+        "workers": c.workers,
+    }
 
 
 def epoch_card(config, epochs: int, steps: int, validation: dict, recipe: dict) -> dict:
     """The weights card of a run's epoch ``epochs`` (from 1), after ``steps`` steps."""
     c = config
-    card = {"training_data": [str(d) for d in c.data], "epochs": epochs, "steps": steps,
-            "batch_size": c.batch_size, "input_size": c.size, "loss": c.loss, "variant": c.variant,
-            "date": time.strftime("%Y-%m-%d"), "validation": validation}
+    card = {
+        "training_data": [str(d) for d in c.data],
+        "epochs": epochs,
+        "steps": steps,
+        "batch_size": c.batch_size,
+        "input_size": c.size,
+        "loss": c.loss,
+        "variant": c.variant,
+        "date": time.strftime("%Y-%m-%d"),
+        "validation": validation,
+    }
     card["recipe"] = recipe
     return card
 
 
-def _log_epoch(model, out_dir: Path, card: dict, loss_lr: list, seconds: float,
-               keep: bool = False) -> None:
+def _log_epoch(
+    model, out_dir: Path, card: dict, loss_lr: list, seconds: float, keep: bool = False
+) -> None:
     """One ``log.csv`` row, the epoch's weights (also as ``weights_e<N>.pt`` with ``keep``), and
     ``best.pt`` if its validation NoC is the lowest so far."""
     val = card["validation"]
     with (out_dir / "log.csv").open("a", newline="") as f:
-        csv.writer(f).writerow([card["epochs"], card["steps"], *loss_lr, val.get("noc@85", ""),
-                                val.get("noc@90", ""), val.get("miou5", ""), f"{seconds:.0f}"])
+        csv.writer(f).writerow(
+            [
+                card["epochs"],
+                card["steps"],
+                *loss_lr,
+                val.get("noc@85", ""),
+                val.get("noc@90", ""),
+                val.get("miou5", ""),
+                f"{seconds:.0f}",
+            ]
+        )
     save_weights(model, out_dir / "weights.pt", card)
     if keep:  # to validate or compare epochs elsewhere, e.g. after a GPU run cut short of it
         save_weights(model, out_dir / f"weights_e{card['epochs']}.pt", card)

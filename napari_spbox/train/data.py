@@ -29,11 +29,11 @@ from ..model.inference import crop_resize, window_input
 #: Objects smaller than this many pixels are skipped: a few clicks cannot be placed on them sensibly
 #: and COCO's tiny instances are mostly annotation noise at <= 400 px image size.
 MIN_AREA = 900
-#: The same floor for objects of instance-id masks (microscopy: DSB2018 nuclei have a median of 270 px,
-#: and :data:`MIN_AREA` would drop 88 % of them).
+#: The same floor for objects of instance-id masks (microscopy: DSB2018 nuclei have a median of 270
+#: px, and :data:`MIN_AREA` would drop 88 % of them).
 MIN_AREA_INSTANCES = 64
-#: Objects kept per image of an instance-id mask (DSB2018: 470 images, 20,005 nuclei). Capping keeps the
-#: microscopy share of a batch near COCO's (~2,300 objects each) and the image cache small.
+#: Objects kept per image of an instance-id mask (DSB2018: 470 images, 20,005 nuclei). Capping keeps
+#: the microscopy share of a batch near COCO's (~2,300 objects each) and the image cache small.
 MAX_PER_IMAGE = 3
 
 
@@ -46,17 +46,20 @@ def training_items(paths, min_area: int = MIN_AREA) -> list[Item]:
 
 
 def one_of_many(item: Item) -> bool:
-    """Whether ``item`` is one of several objects of an instance-id mask (as :func:`read_folder` names them)."""
+    """Whether ``item`` is one of several objects of an instance-id mask (as :func:`read_folder`
+    names them)."""
     return item.mask_path is not None and item.object_value is not None and "#" in item.name
 
 
 def min_area_of(item: Item, min_area: int = MIN_AREA) -> int:
-    """The area floor for ``item``: :data:`MIN_AREA_INSTANCES` for an object of an instance-id mask."""
+    """The area floor for ``item``: :data:`MIN_AREA_INSTANCES` for an object of an instance-id
+    mask."""
     return min(min_area, MIN_AREA_INSTANCES) if one_of_many(item) else min_area
 
 
 def cap_per_image(items, max_per_image: int = MAX_PER_IMAGE, seed: int = 0) -> list[Item]:
-    """At most ``max_per_image`` objects of each instance-id mask, picked by a seeded draw per image.
+    """At most ``max_per_image`` objects of each instance-id mask, picked by a seeded draw per
+    image.
 
     Items without an instance id (COCO polygons, one-object masks) are all kept.
 
@@ -80,14 +83,21 @@ def cap_per_image(items, max_per_image: int = MAX_PER_IMAGE, seed: int = 0) -> l
 
 def split_items(items, val_fraction: float = 0.05):
     """Deterministic train/validation split by image file, so no image is in both."""
-    def bucket(item):
-        return int(hashlib.sha1(str(Path(item.image_path).name).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
-    return [i for i in items if bucket(i) >= val_fraction], [i for i in items if bucket(i) < val_fraction]
+    def bucket(item):
+        return (
+            int(hashlib.sha1(str(Path(item.image_path).name).encode()).hexdigest()[:8], 16)
+            / 0xFFFFFFFF
+        )
+
+    return [i for i in items if bucket(i) >= val_fraction], [
+        i for i in items if bucket(i) < val_fraction
+    ]
 
 
 class SuperpixelCache:
-    """SLIC labels per image file, computed once and stored as ``.npy`` (SLIC is too slow per step)."""
+    """SLIC labels per image file, computed once and stored as ``.npy`` (SLIC is too slow per
+    step)."""
 
     def __init__(self, folder, n_segments: int = 1000):
         self.folder = Path(folder)
@@ -97,7 +107,9 @@ class SuperpixelCache:
 
     def get(self, image_path, rgb) -> Superpixels:
         # the SLIC settings are in the key: labels from other settings are not what inference sees
-        key = hashlib.sha1(f"{Path(image_path).resolve()}:{self.n_segments}:{SLIC_ITERATIONS}".encode()).hexdigest()[:16]
+        key = hashlib.sha1(
+            f"{Path(image_path).resolve()}:{self.n_segments}:{SLIC_ITERATIONS}".encode()
+        ).hexdigest()[:16]
         if key in self._mem:
             return self._mem[key]
         f = self.folder / f"{key}.npy"
@@ -105,7 +117,8 @@ class SuperpixelCache:
             sp = Superpixels.from_labels(np.load(f))
         else:
             sp = compute_superpixels(rgb, self.n_segments)
-            # DataLoader workers share the folder: write aside and rename, so none reads a half-written file
+            # DataLoader workers share the folder: write aside and rename, so none reads a
+            # half-written file
             tmp = f.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(tmp, sp.labels.astype(np.int16 if sp.n < 32768 else np.int32))
             os.replace(tmp, f)
@@ -123,15 +136,17 @@ def _jitter_window(window: Box, shape, rng) -> Box:
 
 
 #: Chance that colour jitter also shuffles the RGB channels, so that no hue means "object". Trained
-#: without it, the network took the red cloth under GrabCut's teddy for the object (IoU 0.22 after the
-#: box) and got the toy with the channels swapped (0.57 / 0.61). A 7-epoch continuation with it left the
-#: held-apart validation level (best NoC@90 8.32 against 8.37) and has not fixed that first mistake yet.
+#: without it, the network took the red cloth under GrabCut's teddy for the object (IoU 0.22 after
+#: the box) and got the toy with the channels swapped (0.57 / 0.61). A 7-epoch continuation with it
+#: left the held-apart validation level (best NoC@90 8.32 against 8.37) and has not fixed that first
+#: mistake yet.
 CHANNEL_SHUFFLE_P = 0.25
 
 
 def _colour_jitter(x: torch.Tensor, rng) -> torch.Tensor:
-    """Brightness, contrast and saturation jitter on the RGB channels (in [-1, 1]), and now and then a
-    shuffle of those channels (:data:`CHANNEL_SHUFFLE_P`); the guidance channels are left alone."""
+    """Brightness, contrast and saturation jitter on the RGB channels (in [-1, 1]), and now and then
+    a shuffle of those channels (:data:`CHANNEL_SHUFFLE_P`); the guidance channels are left
+    alone."""
     rgb = x[:3]
     if rng.random() < CHANNEL_SHUFFLE_P:
         rgb = rgb[torch.from_numpy(rng.permutation(3))]
@@ -141,14 +156,18 @@ def _colour_jitter(x: torch.Tensor, rng) -> torch.Tensor:
     return torch.cat([rgb.clamp(-1, 1), x[3:]], 0)
 
 
-def paste_object(rgb: np.ndarray, mask: np.ndarray, background: np.ndarray, flip: bool = False) -> np.ndarray:
+def paste_object(
+    rgb: np.ndarray, mask: np.ndarray, background: np.ndarray, flip: bool = False
+) -> np.ndarray:
     """Copy-paste augmentation: the object of ``(rgb, mask)`` in place over another image.
 
     ``background`` (any size, float RGB) is resized to ``rgb``'s size and optionally mirrored; the
     object keeps its position and mask. The seam is feathered (Gaussian, sigma 1 px) so the network
     cannot find the object by a one-pixel cut edge alone.
     """
-    bg = resize(background, rgb.shape[:2], order=1, preserve_range=True, anti_aliasing=False).astype(rgb.dtype)
+    bg = resize(
+        background, rgb.shape[:2], order=1, preserve_range=True, anti_aliasing=False
+    ).astype(rgb.dtype)
     if flip:
         bg = bg[:, ::-1]
     alpha = ndimage.gaussian_filter(mask.astype(np.float32), 1.0)[..., None]
@@ -156,23 +175,37 @@ def paste_object(rgb: np.ndarray, mask: np.ndarray, background: np.ndarray, flip
 
 
 class ClickSampleDataset(Dataset):
-    """``repeats`` simulated click sets per object; sample ``i`` of epoch ``e`` is seeded by (seed, e, i).
+    """``repeats`` simulated click sets per object; sample ``i`` of epoch ``e`` is seeded by (seed,
+    e, i).
 
     ``p_robot`` of the samples carry standard-robot-like clicks (:func:`robot_like_session`),
-    ``p_boxed`` a box before any click (:func:`~napari_spbox.core.simulate.boxed_session`: correction
-    mode, a drawn box, the implied box), the rest the paper's simulation (Sec. 3.4). ``p_paste`` of the
-    samples (with ``augment``) show their object on another training image's background
-    (:func:`paste_object`); such a composite gets its own SLIC superpixels, computed per sample, since
-    the cached ones belong to the original image. ``p_union`` of the samples whose object touches other
-    training objects of its image (COCO's rider and horse, person and bicycle) take the union of them as
-    the object (:meth:`_union_mask`): users and benchmarks such as DAVIS often mean such a group.
-    With ``prev_mask`` each input has a 7th channel, the previous mask: empty as drawn, the network's own
-    mask before the newest click once :meth:`with_error_click` adds one.
+    ``p_boxed`` a box before any click (:func:`~napari_spbox.core.simulate.boxed_session`:
+    correction mode, a drawn box, the implied box), the rest the paper's simulation (Sec. 3.4).
+    ``p_paste`` of the samples (with ``augment``) show their object on another training image's
+    background (:func:`paste_object`); such a composite gets its own SLIC superpixels, computed per
+    sample, since the cached ones belong to the original image. ``p_union`` of the samples whose
+    object touches other training objects of its image (COCO's rider and horse, person and bicycle)
+    take the union of them as the object (:meth:`_union_mask`): users and benchmarks such as DAVIS
+    often mean such a group. With ``prev_mask`` each input has a 7th channel, the previous mask:
+    empty as drawn, the network's own mask before the newest click once :meth:`with_error_click`
+    adds one.
     """
 
-    def __init__(self, items, cache: SuperpixelCache, size: int = 320, repeats: int = 1, seed: int = 0,
-                 variant: str = "spbox", augment: bool = True, p_robot: float = 0.4, p_paste: float = 0.0,
-                 p_boxed: float = 0.0, p_union: float = 0.0, prev_mask: bool = False):
+    def __init__(
+        self,
+        items,
+        cache: SuperpixelCache,
+        size: int = 320,
+        repeats: int = 1,
+        seed: int = 0,
+        variant: str = "spbox",
+        augment: bool = True,
+        p_robot: float = 0.4,
+        p_paste: float = 0.0,
+        p_boxed: float = 0.0,
+        p_union: float = 0.0,
+        prev_mask: bool = False,
+    ):
         self.items, self.cache, self.size, self.p_robot = list(items), cache, size, p_robot
         self.prev_mask = prev_mask
         self.p_boxed, self.p_union = p_boxed, p_union
@@ -219,7 +252,8 @@ class ClickSampleDataset(Dataset):
         return rgb, mask, sp, session, window, int(rng.integers(2**32))
 
     def _union_mask(self, idx, gap: int = 3):
-        """Item ``idx``'s mask joined with the other objects of its image that come within ``gap`` px of it."""
+        """Item ``idx``'s mask joined with the other objects of its image that come within ``gap``
+        px of it."""
         if idx not in self._unions:
             mask = self._load(idx)[1]
             near = ndimage.binary_dilation(mask, iterations=gap)
@@ -232,7 +266,8 @@ class ClickSampleDataset(Dataset):
         return self._unions[idx]
 
     def _composite(self, i, rgb, mask, rng):
-        """Copy-paste: sample ``i``'s object over a random other item's image, with its own superpixels."""
+        """Copy-paste: sample ``i``'s object over a random other item's image, with its own
+        superpixels."""
         n = len(self.items)
         other = (i % n + int(rng.integers(1, n))) % n  # any item but this one
         flip = bool(rng.uniform() < 0.5)
@@ -245,8 +280,11 @@ class ClickSampleDataset(Dataset):
         return self._pasted[key]
 
     def _render(self, rgb, mask, sp, session, window, aug_seed):
-        arng = np.random.default_rng(aug_seed)  # re-rendering with more clicks repeats the augmentation
-        x = window_input(rgb, sp, session, window, self.size, self.variant, lambda g: guidance_dropout(g, arng))
+        # re-rendering with more clicks repeats the augmentation
+        arng = np.random.default_rng(aug_seed)
+        x = window_input(
+            rgb, sp, session, window, self.size, self.variant, lambda g: guidance_dropout(g, arng)
+        )
         if self.prev_mask:  # empty as drawn (-1 after scaling); with_error_click fills it
             x = torch.cat([x, torch.full_like(x[:1], -1.0)])
         y = crop_resize(torch.from_numpy(mask[None].astype(np.float32)), window, self.size)
@@ -263,12 +301,13 @@ class ClickSampleDataset(Dataset):
         return x, y, i
 
     def with_error_click(self, i, prob: torch.Tensor, extra: list):
-        """Iterative training (as in RITM): add the robot user's next click on the error of ``prob``.
+        """Iterative training (as in RITM): add the robot user's next click on the error of
+        ``prob``.
 
-        ``prob`` is the network's ``(size, size)`` output for sample ``i`` rendered with the clicks in
-        ``extra`` (image coordinates, appended in place). Returns the new input, or ``None`` when the
-        sample has no error left or its guidance was dropped. With ``prev_mask`` the new input's previous
-        mask is ``prob``'s, thresholded as the predictor thresholds what it keeps.
+        ``prob`` is the network's ``(size, size)`` output for sample ``i`` rendered with the clicks
+        in ``extra`` (image coordinates, appended in place). Returns the new input, or ``None`` when
+        the sample has no error left or its guidance was dropped. With ``prev_mask`` the new input's
+        previous mask is ``prob``'s, thresholded as the predictor thresholds what it keeps.
         """
         from ..evaluation.robot import next_click
 
@@ -289,6 +328,7 @@ class ClickSampleDataset(Dataset):
         extra.append((row, col, positive))
         session.add_click(row, col, positive)
         x = self._render(rgb, mask, sp, session, window, seed)[0]
-        if self.prev_mask:  # prob is in the input's own (possibly flipped) frame, as is the new input
+        # prob is in the input's own (possibly flipped) frame, as is the new input
+        if self.prev_mask:
             x[6] = (prob > THRESHOLD).float() * 2.0 - 1.0
         return x

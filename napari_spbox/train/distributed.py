@@ -27,7 +27,7 @@ def training_device(device: str | None) -> torch.device:
     rank's GPU (``LOCAL_RANK`` under torchrun), made the current one."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None:  # set_device needs an index; under torchrun,
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))  # this rank's
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # this rank's
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
@@ -36,7 +36,8 @@ def training_device(device: str | None) -> torch.device:
 def wrap_model(model, device: torch.device):
     """``model`` under DistributedDataParallel (gradients averaged over the processes)."""
     return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device] if device.type == "cuda" else None)
+        model, device_ids=[device] if device.type == "cuda" else None
+    )
 
 
 def finish_distributed() -> None:

@@ -56,13 +56,29 @@ from .model_setup import (
 from .schedule import _check_decay, base_lr, error_click_rounds, learning_rate
 from .validation import _filter_area, held_apart, validate
 
-__all__ = [
-    "TrainConfig", "train", "_loader",
+__all__ = [  # noqa: RUF022 - grouped: this module's own names, then the re-exports
+    "TrainConfig",
+    "train",
+    "_loader",
     # the module's names from before it was split, for code and notes that import them from here
-    "PREV_MASK_LR_SCALE", "_speed_up_prev_mask_filters", "_batch_norms", "_train_mode",
-    "normalized_focal_loss", "error_click_rounds", "_check_decay",
-    "_add_error_clicks", "_error_click_on", "_pool_init", "_error_click", "_error_click_pool",
-    "_log_epoch", "_improves", "write_log_json", "validate", "held_apart", "_filter_area",
+    "PREV_MASK_LR_SCALE",
+    "_speed_up_prev_mask_filters",
+    "_batch_norms",
+    "_train_mode",
+    "normalized_focal_loss",
+    "error_click_rounds",
+    "_check_decay",
+    "_add_error_clicks",
+    "_error_click_on",
+    "_pool_init",
+    "_error_click",
+    "_error_click_pool",
+    "_log_epoch",
+    "_improves",
+    "write_log_json",
+    "validate",
+    "held_apart",
+    "_filter_area",
 ]
 
 
@@ -222,8 +238,10 @@ def _train(c: TrainConfig) -> Path:
     out_dir = Path(c.out_dir)
     if not c.resume and (out_dir / "last.pt").exists():
         # a second run there would append to the first's log and be judged against its best.pt
-        raise ValueError(f"{out_dir} holds another training run (last.pt); resume it with --resume "
-                         f"{out_dir / 'last.pt'} or give another --out")
+        raise ValueError(
+            f"{out_dir} holds another training run (last.pt); resume it with --resume "
+            f"{out_dir / 'last.pt'} or give another --out"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(c.init, device="cpu").train() if c.init else None
     # weights that read a previous mask (the shipped ones since stop 26) go on reading it
@@ -231,16 +249,24 @@ def _train(c: TrainConfig) -> Path:
 
     train_items, val_items = held_apart(c.data, c.min_area)
     cache = SuperpixelCache(c.cache_dir or out_dir / "superpixels")
-    ds = ClickSampleDataset(train_items, cache, size=c.size, repeats=c.repeats, seed=c.seed,
-                            variant=c.variant, p_paste=c.p_paste, p_boxed=c.p_boxed,
-                            p_union=c.p_union, prev_mask=prev_mask)
+    ds = ClickSampleDataset(
+        train_items,
+        cache,
+        size=c.size,
+        repeats=c.repeats,
+        seed=c.seed,
+        variant=c.variant,
+        p_paste=c.p_paste,
+        p_boxed=c.p_boxed,
+        p_union=c.p_union,
+        prev_mask=prev_mask,
+    )
     sampler = DistributedSampler(ds, shuffle=True, seed=c.seed) if distributed else None
     loader = _loader(ds, c.batch_size, sampler, c.workers, c.seed)
 
     model = prepare_model(model, c.arch, prev_mask, device, c.freeze_bn)
     lr = c.lr if c.lr is not None else base_lr(c.batch_size, world)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     total = c.max_steps or c.epochs * len(loader)
     start_epoch, step = 0, 0
     if c.resume:
@@ -261,13 +287,13 @@ def _train(c: TrainConfig) -> Path:
                 sampler.set_epoch(epoch)
             _train_mode(net, c.freeze_bn)
             losses, t0 = [], time.time()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{c.epochs}",
-                       disable=not c.progress or rank != 0)
+            bar = tqdm(
+                loader, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not c.progress or rank != 0
+            )
             iter_rng = np.random.default_rng([c.seed, rank, epoch])
             for x, y, idx in bar:
                 if c.p_iterative and iter_rng.uniform() < c.p_iterative:
-                    rounds = error_click_rounds(iter_rng, c.max_iterative_clicks,
-                                                c.iterative_decay)
+                    rounds = error_click_rounds(iter_rng, c.max_iterative_clicks, c.iterative_decay)
                     x = _add_error_clicks(model, ds, x, idx, device, rounds, pool)
                 cur = learning_rate(lr, step, total)
                 for g in opt.param_groups:
@@ -294,11 +320,26 @@ def _train(c: TrainConfig) -> Path:
                 val = {}
                 if c.val_objects:
                     clicks = 20 if c.val_pipeline else c.val_clicks
-                    val = validate(model, val_items[:c.val_objects], clicks, c.variant, device,
-                                   c.progress, pipeline=c.val_pipeline, jobs=c.workers, size=c.size)
+                    val = validate(
+                        model,
+                        val_items[: c.val_objects],
+                        clicks,
+                        c.variant,
+                        device,
+                        c.progress,
+                        pipeline=c.val_pipeline,
+                        jobs=c.workers,
+                        size=c.size,
+                    )
                 card = epoch_card(c, epoch + 1, step, val, recipe)
-                _log_epoch(model, out_dir, card, [f"{np.mean(losses):.5f}", f"{cur:.3e}"],
-                           time.time() - t0, c.keep_epochs)
+                _log_epoch(
+                    model,
+                    out_dir,
+                    card,
+                    [f"{np.mean(losses):.5f}", f"{cur:.3e}"],
+                    time.time() - t0,
+                    c.keep_epochs,
+                )
             if c.max_steps and step >= c.max_steps:
                 break
     finally:
@@ -315,6 +356,13 @@ def _loader(ds, batch_size: int, sampler, workers: int, seed: int) -> DataLoader
     later epoch repeated the first one's click sets and crops, and an iterative error click,
     redrawn with the right epoch, was rendered on another crop than its target (the loss jumped at
     epoch 2: 0.61 -> ~1.0 in stop 21's run)."""
-    return DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                      num_workers=workers, drop_last=True, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -48,8 +48,19 @@ def held_apart(data, min_area=MIN_AREA):
     return split_items(cap_per_image(_filter_area(training_items(data), min_area)))
 
 
-def validate(model, items, max_clicks, variant, device, progress=True, pipeline=False, jobs=1,
-             size=INPUT_SIZE, per_object: list | None = None, flip: bool = False) -> dict:
+def validate(
+    model,
+    items,
+    max_clicks,
+    variant,
+    device,
+    progress=True,
+    pipeline=False,
+    jobs=1,
+    size=INPUT_SIZE,
+    per_object: list | None = None,
+    flip: bool = False,
+) -> dict:
     """Standard robot user on held-apart training objects: NoC@85/90 and mIoU after 5 clicks.
 
     By default the network's own output is scored (click consistency would hide what training
@@ -65,14 +76,21 @@ def validate(model, items, max_clicks, variant, device, progress=True, pipeline=
     """
     was_training = model.training
     model.eval()
-    settings = {"variant": variant, "size": size, "click_consistency": pipeline, "refine": pipeline,
-                "imply_box": pipeline, "flip": flip}
+    settings = {
+        "variant": variant,
+        "size": size,
+        "click_consistency": pipeline,
+        "refine": pipeline,
+        "imply_box": pipeline,
+        "flip": flip,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         if jobs > 1:
             # each worker builds its own predictor from an fp32 copy: they score this very model
             path = save_weights(model, Path(tmp) / "validating.pt", half=False)
-            pred = functools.partial(SPBoxPredictor, weights=str(path), device="cpu",
-                                     backend="torch", **settings)
+            pred = functools.partial(
+                SPBoxPredictor, weights=str(path), device="cpu", backend="torch", **settings
+            )
         else:
             pred = SPBoxPredictor(model=model, device=str(device), **settings)
         records = evaluate(pred, items, max_clicks=max_clicks, progress=False, jobs=jobs)
@@ -81,9 +99,12 @@ def validate(model, items, max_clicks, variant, device, progress=True, pipeline=
         per_object.extend(records)
     model.train(was_training)
     miou = res["miou_per_click"]
-    out = {"noc@85": round(res["noc@85"], 3), "noc@90": round(res["noc@90"], 3),
-           "miou5": round(miou[min(4, len(miou) - 1)], 4) if miou else math.nan,
-           "max_clicks": max_clicks}
+    out = {
+        "noc@85": round(res["noc@85"], 3),
+        "noc@90": round(res["noc@90"], 3),
+        "miou5": round(miou[min(4, len(miou) - 1)], 4) if miou else math.nan,
+        "max_clicks": max_clicks,
+    }
     if pipeline:
         out["pipeline"] = True
     return out

@@ -1,13 +1,15 @@
 """Annotate every nucleus of one image through the napari widget's own code path, as a robot user.
 
-For each nucleus (in reading order) the standard robot clicks into the widget's Points layers until the preview
-reaches IoU >= 0.85 with that nucleus (or 20 clicks), then commits (Shift-C's method); nothing else is pressed
-between objects. Reports clicks and seconds per nucleus and in all, and saves a screenshot of the result.
+For each nucleus (in reading order) the standard robot clicks into the widget's Points layers until
+the preview reaches IoU >= 0.85 with that nucleus (or 20 clicks), then commits (Shift-C's method);
+nothing else is pressed between objects. Reports clicks and seconds per nucleus and in all, and
+saves a screenshot of the result.
 
-The image is a held-apart image of nuclei-train (never trained on: `spbox train`'s 5 % split by file name),
-since nuclei-dev marks only two nuclei per image. Run under a display:
+The image is a held-apart image of nuclei-train (never trained on: `spbox train`'s 5 % split by file
+name), since nuclei-dev marks only two nuclei per image. Run under a display:
 
-    xvfb-run -a .venv/bin/python docs/results/stop30/annotate_all_nuclei.py [WEIGHTS] [--out docs/napari_nuclei.png]
+    xvfb-run -a .venv/bin/python docs/results/stop30/annotate_all_nuclei.py [WEIGHTS] \\
+        [--out docs/napari_nuclei.png]
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 from scipy import ndimage
 
-from napari_spbox.predictors import make_predictor
 from napari_spbox.evaluation.metrics import iou
 from napari_spbox.evaluation.robot import next_click
 from napari_spbox.io import read_image
 from napari_spbox.napari import SPBoxWidget
 from napari_spbox.napari._controls import NEGATIVE, POSITIVE
+from napari_spbox.predictors import make_predictor
 
 IMAGE = Path(__file__).resolve().parents[4] / "shared" / "datasets" / "nuclei-train"
 STEM = "61942930"
@@ -68,16 +70,29 @@ def main(argv=None) -> dict:
                 break
         widget.commit()
         widget.wait()
-        records.append({"id": int(k), "area": int(gt.sum()), "clicks": clicks, "iou": round(best, 3),
-                        "seconds": round(time.perf_counter() - t0, 2)})
+        records.append(
+            {
+                "id": int(k),
+                "area": int(gt.sum()),
+                "clicks": clicks,
+                "iou": round(best, 3),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
     total = time.perf_counter() - t_all
     labels = viewer.layers["SPBox labels"].data
-    summary = {"image": f"nuclei-train/img/{STEM}.png (held apart)", "weights": args.weights or "shipped",
-               "nuclei": len(order), "reached_0.85": sum(r["iou"] >= TARGET for r in records),
-               "clicks": sum(r["clicks"] for r in records),
-               "clicks_per_nucleus": round(float(np.mean([r["clicks"] for r in records])), 2),
-               "seconds": round(total, 1), "seconds_per_nucleus": round(total / len(order), 2),
-               "committed_objects": int(len(np.unique(labels)) - 1), "per_nucleus": records}
+    summary = {
+        "image": f"nuclei-train/img/{STEM}.png (held apart)",
+        "weights": args.weights or "shipped",
+        "nuclei": len(order),
+        "reached_0.85": sum(r["iou"] >= TARGET for r in records),
+        "clicks": sum(r["clicks"] for r in records),
+        "clicks_per_nucleus": round(float(np.mean([r["clicks"] for r in records])), 2),
+        "seconds": round(total, 1),
+        "seconds_per_nucleus": round(total / len(order), 2),
+        "committed_objects": int(len(np.unique(labels)) - 1),
+        "per_nucleus": records,
+    }
     QApplication.processEvents()
     viewer.window._qt_window.resize(1300, 850)
     QApplication.processEvents()
