@@ -515,7 +515,11 @@ def add_benchmark_parser(subparsers):
         "--size", nargs="+", default=None, help="native and/or HxW (default: native 480x640)"
     )
     b.add_argument("--device", default="cpu", help="cpu or cuda")
-    b.add_argument("--weights", default=None, help="weights file (default: the shipped weights)")
+    b.add_argument(
+        "--weights",
+        default=None,
+        help="a weights file, or shipped weights by name: natural (default), microscopy",
+    )
     b.add_argument(
         "--backend",
         default="auto",

@@ -135,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="start from a box"
     )
     s.add_argument("--method", default="spbox", choices=METHODS)
-    s.add_argument("--weights", default=None)
+    s.add_argument(
+        "--weights",
+        default=None,
+        help="a weights file, or shipped weights by name: natural (default), microscopy",
+    )
     s.add_argument("--device", default="cpu")
     s.add_argument(
         "--no-refine",

@@ -35,7 +35,11 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m napari_spbox.demo", description=__doc__)
     parser.add_argument("--out", default="demo.png")
-    parser.add_argument("--weights", default=None)
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="a weights file, or shipped weights by name: natural (default), microscopy",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 

@@ -146,7 +146,11 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     )
     s.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
     s.add_argument("--method", default="spbox", choices=METHODS)
-    s.add_argument("--weights", default=None, help="weights file (default: the shipped ones)")
+    s.add_argument(
+        "--weights",
+        default=None,
+        help="a weights file, or shipped weights by name: natural (default), microscopy",
+    )
     s.add_argument("--device", default="cpu")
     s.add_argument(
         "--precise-edges",

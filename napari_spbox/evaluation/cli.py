@@ -165,7 +165,11 @@ def add_parsers(sub) -> None:
         help="leave pixels within W px of each object's outline out of the IoU and the "
         "clicks (as GrabCut's grey band): what outline errors of W px or less cost",
     )
-    e.add_argument("--weights", default=None)
+    e.add_argument(
+        "--weights",
+        default=None,
+        help="a weights file, or shipped weights by name: natural (default), microscopy",
+    )
     e.add_argument("--device", default="cpu")
     e.add_argument(
         "--variant",

@@ -30,7 +30,14 @@ from ..core.predictor import (
 from ..core.protocol import Box, Session
 from ._runtime import make_runner
 from .network import PREV_MASK_CHANNELS
-from .weights import DEFAULT_WEIGHTS, INPUT_SIZE, load_model, weights_input_size, weights_variant
+from .weights import (
+    DEFAULT_WEIGHTS,
+    INPUT_SIZE,
+    load_model,
+    resolve_weights,
+    weights_input_size,
+    weights_variant,
+)
 
 
 def network_input(
@@ -166,6 +173,8 @@ class SPBoxPredictor(Predictor):
         **kw,
     ):
         super().__init__(**kw)
+        if model is None:
+            weights = resolve_weights(weights)  # a shipped name ("microscopy") or a path
         self.device = torch.device(device)
         self.variant = (
             (variant or "spbox") if model is not None else weights_variant(weights, variant)

@@ -15,6 +15,9 @@ from .network import IN_CHANNELS, Ensemble, build_network
 INPUT_SIZE = 320
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "spbox_lite0.pt"
+#: Weights shipped in the package, by the name a user picks them with (``--weights microscopy``,
+#: ``SPBOX_WEIGHTS=microscopy``, the widget's weights menu); the first is the default.
+SHIPPED = {"natural": "spbox_lite0.pt", "microscopy": "spbox_espnetv2_nuclei.pt"}
 
 
 class WeightsError(RuntimeError):
@@ -23,6 +26,21 @@ class WeightsError(RuntimeError):
 
 def default_weights_path() -> Path:
     return DEFAULT_WEIGHTS
+
+
+def shipped_weights() -> dict[str, Path]:
+    """The shipped weights files present in this installation, by name (see :data:`SHIPPED`)."""
+    return {name: WEIGHTS_DIR / f for name, f in SHIPPED.items() if (WEIGHTS_DIR / f).is_file()}
+
+
+def resolve_weights(weights: str | Path | None) -> Path:
+    """The file ``weights`` names: the default for ``None``, a shipped file for a name of
+    :data:`SHIPPED`, else the path itself."""
+    if weights is None:
+        return DEFAULT_WEIGHTS
+    if str(weights) in SHIPPED:
+        return WEIGHTS_DIR / SHIPPED[str(weights)]
+    return Path(weights)
 
 
 def card_path(weights: str | Path) -> Path:
@@ -109,9 +127,10 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> torch.nn.
     WeightsError
         Naming the file, when it is missing, corrupt, or for another architecture.
     """
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    path = resolve_weights(path)
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        names = ", ".join(shipped_weights())
+        raise WeightsError(f"weights file not found: {path} (or name shipped weights: {names})")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         arch, state, members = blob["arch"], blob["state_dict"], blob.get("members")

@@ -35,8 +35,17 @@ class ModelSettings(QGroupBox):
         super().__init__("Model settings")
         self.method = QComboBox()
         self.method.addItems(METHODS)
+        from ..model.weights import shipped_weights
+
+        # the shipped weights by name (natural images, microscopy); a file typed or browsed to wins
+        self.preset = QComboBox()
+        self.preset.addItems(list(shipped_weights()))
+        self.preset.setToolTip(
+            "natural: photos (COCO-trained); microscopy: fluorescence and stained nuclei "
+            "(DSB2018-trained); or choose a weights file on the right"
+        )
         self.weights = QLineEdit()
-        self.weights.setPlaceholderText("shipped spbox_lite0.pt")
+        self.weights.setPlaceholderText("or a weights file (.pt)")
         self.device = QComboBox()
         self.device.addItems(["cpu", "cuda"])
         self.segments = QSpinBox()
@@ -50,13 +59,14 @@ class ModelSettings(QGroupBox):
         )
         form = QFormLayout(self)
         form.addRow("method", self.method)
-        form.addRow("weights", _row(self.weights, _button("…", self._browse)))
+        form.addRow("weights", _row(self.preset, self.weights, _button("…", self._browse)))
         form.addRow("device", self.device)
         form.addRow("superpixels", self.segments)
         form.addRow(self.precise)
         self._on_change = on_change
         self.method.currentIndexChanged.connect(on_change)
         self.weights.editingFinished.connect(on_change)
+        self.preset.currentIndexChanged.connect(on_change)
         self.device.currentIndexChanged.connect(on_change)
         self.segments.editingFinished.connect(on_change)
         self.precise.toggled.connect(on_change)
@@ -66,7 +76,7 @@ class ModelSettings(QGroupBox):
         method = self.method.currentText()
         spbox = (
             {
-                "weights": self.weights.text().strip() or None,
+                "weights": self.weights.text().strip() or self._preset_weights(),
                 "device": self.device.currentText(),
                 "edges": "precise" if self.precise.isChecked() else "fast",
             }
@@ -74,6 +84,11 @@ class ModelSettings(QGroupBox):
             else {}
         )
         return PredictorSettings(method, superpixels=self.segments.value(), **spbox)
+
+    def _preset_weights(self) -> str | None:
+        """The chosen shipped weights' name; ``None`` for the first (the default)."""
+        index = self.preset.currentIndex()
+        return self.preset.currentText() if index > 0 else None
 
     def show_predictor(self, predictor) -> None:
         """Reflect a predictor injected by code, without treating that as a user's edit.
