@@ -1,7 +1,8 @@
 """``python -m napari_spbox.demo``: segment two bundled samples with the shipped weights; one PNG.
 
-An easy case first (one click gives a clean object), then a harder one: the coffee cup of
-``skimage.data.coffee()`` from the paper's opening pair of clicks plus one corrective click.
+An easy case first (one click on a fluorescent nucleus, the microscopy weights), then a harder
+one (the natural weights): the coffee cup of ``skimage.data.coffee()`` from a click on the cup,
+a negative just outside it and a positive on the part the first mask misses.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-#: (row, col, positive) in the 400x600 coffee image: centre of the cup, then a negative just outside
-#: its lower right (the box), then a negative on the saucer inside the box.
-DEMO_CLICKS = [(150, 290, True), (290, 418, False), (270, 180, False)]
+#: (row, col, positive) in the 400x600 coffee image: the cup, a negative just outside its lower
+#: right (the box), then a positive on the cup's red wall, which the first mask misses.
+DEMO_CLICKS = [(150, 290, True), (290, 418, False), (215, 215, True)]
 #: One positive click in the nuclei sample (256x256): the nucleus nuclei-dev marks as 8a26b134_29.
 EASY_CLICKS = [(102, 61, True)]
 
@@ -23,12 +24,13 @@ def _samples():
     from .napari._sample_data import NUCLEI_FILE
 
     return [
-        ("nuclei", read_image(NUCLEI_FILE), EASY_CLICKS, "a nucleus, 1 click"),
-        ("coffee", data.coffee(), DEMO_CLICKS, "coffee cup, 3 clicks"),
+        ("nuclei", read_image(NUCLEI_FILE), EASY_CLICKS, "microscopy", "a nucleus, 1 click"),
+        ("coffee", data.coffee(), DEMO_CLICKS, "natural", "coffee cup, 3 clicks"),
     ]
 
 
 def main(argv=None) -> int:
+    from .core.postprocess import keep_clicked_components
     from .core.protocol import Session
     from .predictors import PredictorSettings, make_predictor
     from .report import save_overlays
@@ -43,9 +45,11 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
-    predictor = make_predictor(PredictorSettings(weights=args.weights, device=args.device))
     panels = []
-    for name, image, clicks, title in _samples():
+    for name, image, clicks, weights, title in _samples():
+        # each sample with the shipped weights for its kind of image, unless --weights says so
+        settings = PredictorSettings(weights=args.weights or weights, device=args.device)
+        predictor = make_predictor(settings)
         predictor.set_image(image)
         session = Session(image.shape[:2], strict=False)
         for k, (r, c, positive) in enumerate(clicks, 1):
@@ -56,7 +60,8 @@ def main(argv=None) -> int:
                 f"{name} click {k} ({sign} at row {r}, col {c}): {int(pred.mask.sum())} px, "
                 f"{pred.elapsed_ms:.0f} ms"
             )
-        panels.append((image, pred.mask, session, f"SPBox: {title}"))
+        mask = keep_clicked_components(pred.mask, session)  # as the napari widget shows it
+        panels.append((image, mask, session, f"SPBox: {title}"))
     save_overlays(args.out, panels)
     print(f"wrote {args.out}")
     return 0

@@ -523,3 +523,27 @@ def test_nuclei_sample_opens_and_a_nucleus_is_segmented(make_napari_viewer):
     assert (
         widget.preview_mask[102, 61] and rows.min() >= 85 and rows.max() <= 118 and cols.max() <= 76
     )
+
+
+def test_microscopy_weights_are_picked_by_name_and_find_the_nucleus(make_napari_viewer):
+    """The weights menu offers the shipped files by name; the microscopy weights segment a nucleus
+    of the nuclei sample with one click."""
+    from pathlib import Path
+
+    from napari_spbox.io import read_image
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-spbox", "nuclei")
+    widget = SPBoxWidget(viewer)
+    settings = widget.model_settings
+    assert [settings.preset.itemText(i) for i in range(settings.preset.count())] == [
+        "natural",
+        "microscopy",
+    ]
+    settings.preset.setCurrentText("microscopy")
+    widget.wait()
+    assert widget.predictor.model.arch == "espnetv2"
+    click(viewer, widget, 102, 61)
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nuclei-dev"
+    gt = read_image(shared / "gt" / "8a26b134_29.png") > 0
+    assert iou(widget.preview_mask, gt) > 0.7

@@ -50,7 +50,7 @@ def card_path(weights: str | Path) -> Path:
 def read_card(weights: str | Path | None = None) -> dict:
     """The JSON card beside ``weights`` (the shipped default when ``None``); ``{}`` when there is
     none."""
-    card = card_path(Path(weights) if weights is not None else DEFAULT_WEIGHTS)
+    card = card_path(resolve_weights(weights))
     if not card.is_file():
         return {}
     try:

@@ -70,7 +70,11 @@ def training_recipe(config, lr: float, prev_mask: bool, device_type: str, proces
     the other arguments are what the run made of it (base rate, input, device, process count)."""
     c = config
     return {
-        "init": str(c.init) if c.init else "imagenet",
+        # without --init the network starts from its pretrained encoder: ImageNet, or for espnetv2
+        # the authors' ImageNet -> VOC segmentation weights
+        "init": str(c.init)
+        if c.init
+        else ("voc-segmentation" if c.arch == "espnetv2" else "imagenet"),
         "resumed_from": str(c.resume) if c.resume else None,
         "epochs_planned": c.epochs,
         "lr": lr,

@@ -29,7 +29,6 @@ from napari_spbox.evaluation.robot import next_click
 from napari_spbox.io import read_image
 from napari_spbox.napari import SPBoxWidget
 from napari_spbox.napari._controls import NEGATIVE, POSITIVE
-from napari_spbox.predictors import make_predictor
 
 IMAGE = Path(__file__).resolve().parents[4] / "shared" / "datasets" / "nuclei-train"
 STEM = "61942930"
@@ -38,7 +37,7 @@ TARGET, MAX_CLICKS = 0.85, 20
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser()
-    p.add_argument("weights", nargs="?", default=None)
+    p.add_argument("weights", nargs="?", default="microscopy")
     p.add_argument("--out", default="docs/napari_nuclei.png")
     p.add_argument("--json", default="docs/results/stop30/annotate_all_nuclei.json")
     args = p.parse_args(argv)
@@ -48,7 +47,12 @@ def main(argv=None) -> dict:
     order = sorted((k for k in np.unique(ids) if k), key=lambda k: ndimage.center_of_mass(ids == k))
     viewer = napari.Viewer(show=True)
     viewer.add_image(image, name=f"nuclei {STEM}", colormap="gray")
-    widget = SPBoxWidget(viewer, predictor=make_predictor("spbox", weights=args.weights))
+    widget = SPBoxWidget(viewer)
+    if args.weights in ("natural", "microscopy"):  # as a user would: the weights menu
+        widget.model_settings.preset.setCurrentText(args.weights)
+    else:
+        widget.model_settings.weights.setText(args.weights)
+        widget._on_model_changed()
     viewer.window.add_dock_widget(widget, name="SPBox segmentation")
     widget.wait()
     records, t_all = [], time.perf_counter()
@@ -75,7 +79,7 @@ def main(argv=None) -> dict:
                 "id": int(k),
                 "area": int(gt.sum()),
                 "clicks": clicks,
-                "iou": round(best, 3),
+                "iou": round(float(best), 3),
                 "seconds": round(time.perf_counter() - t0, 2),
             }
         )
@@ -85,7 +89,7 @@ def main(argv=None) -> dict:
         "image": f"nuclei-train/img/{STEM}.png (held apart)",
         "weights": args.weights or "shipped",
         "nuclei": len(order),
-        "reached_0.85": sum(r["iou"] >= TARGET for r in records),
+        "reached_0.85": int(sum(r["iou"] >= TARGET for r in records)),
         "clicks": sum(r["clicks"] for r in records),
         "clicks_per_nucleus": round(float(np.mean([r["clicks"] for r in records])), 2),
         "seconds": round(total, 1),
