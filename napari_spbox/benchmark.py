@@ -160,7 +160,7 @@ def resize_item(image, gt, ignore, size):
     return image, nearest(gt), nearest(ignore)
 
 
-def summarise(values) -> dict | None:
+def summarise_times(values) -> dict | None:
     """Median, 90th percentile and count of a list of milliseconds (``None`` when empty)."""
     if not len(values):
         return None
@@ -277,16 +277,17 @@ def _mean_quality(records: list) -> dict | None:
 
 def _report(rec: dict) -> dict:
     """The JSON block of one size (or of all sizes pooled) from concatenated per-click records."""
-    spbox, gc = summarise(rec["later"]), summarise(rec["gc_later"])
+    spbox, gc = summarise_times(rec["later"]), summarise_times(rec["gc_later"])
     return {
-        "first_click_ms": summarise(rec["first"]),
+        "first_click_ms": summarise_times(rec["first"]),
         "click_ms": spbox,
         # the stage-timed click (a second predict of the same session): its stages sum to this
-        "staged_click_ms": summarise(rec["staged"]),
+        "staged_click_ms": summarise_times(rec["staged"]),
         "stages_ms": {
-            s: (summarise(rec[s]) or {}).get("median") for s in PER_IMAGE_STAGES + PER_CLICK_STAGES
+            s: (summarise_times(rec[s]) or {}).get("median")
+            for s in PER_IMAGE_STAGES + PER_CLICK_STAGES
         },
-        "grabcut_first_click_ms": summarise(rec["gc_first"]),
+        "grabcut_first_click_ms": summarise_times(rec["gc_first"]),
         "grabcut_click_ms": gc,
         # median over median: a robust "how many times GrabCut's cost" per later click
         "ratio_vs_grabcut": spbox["median"] / gc["median"]

@@ -17,7 +17,7 @@ from napari_spbox.benchmark import (
     load_sample,
     parse_size,
     resize_item,
-    summarise,
+    summarise_times,
 )
 from napari_spbox.model.network import build_network
 from napari_spbox.model.weights import save_weights
@@ -151,8 +151,8 @@ def test_sizes_and_summary():
     portrait = np.zeros((100, 50, 3), np.uint8)
     img, gt, ign = resize_item(portrait, np.ones((100, 50), bool), None, (48, 64))
     assert img.shape == (64, 48, 3) and gt.shape == (64, 48) and gt.all() and ign is None
-    s = summarise([1.0, 2.0, 3.0, 10.0])
-    assert s["median"] == 2.5 and s["p90"] > 3.0 and s["n"] == 4 and summarise([]) is None
+    s = summarise_times([1.0, 2.0, 3.0, 10.0])
+    assert s["median"] == 2.5 and s["p90"] > 3.0 and s["n"] == 4 and summarise_times([]) is None
 
 
 def test_default_data_is_the_bundled_samples_wherever_it_runs(tiny_setup, tmp_path, monkeypatch):

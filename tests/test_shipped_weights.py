@@ -61,3 +61,33 @@ def test_shipped_weights_beat_an_untrained_network(case, tmp_path):
     # issue 32: one click at the centre of a clear fluorescent nucleus gives IoU >= 0.7
     floor = 0.7 if case == "nucleus" else 0.6
     assert shipped > untrained + 0.2 and shipped >= floor, (shipped, untrained)
+
+
+def test_a_nucleus_is_the_same_object_in_8_bit_16_bit_and_float_files(tmp_path):
+    """Issue 30: the same nucleus saved three ways gives the same mask through `spbox segment`, and
+    one click at its centre finds it (IoU >= 0.7) with the microscopy weights."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from napari_spbox.cli import main
+
+    grey = read_image(NUCLEI_FILE)
+    files = {
+        "png8": tmp_path / "n.png",
+        "tif16": tmp_path / "n16.tif",
+        "tif32": tmp_path / "n32.tif",
+    }
+    Image.fromarray(grey).save(files["png8"])
+    tifffile.imwrite(files["tif16"], grey.astype(np.uint16) * 257)
+    tifffile.imwrite(files["tif32"], grey.astype(np.float32) / 255.0)
+    gt = read_image(SHARED / "nuclei-dev" / "gt" / "8a26b134_29.png") > 0
+    masks = {}
+    for kind, path in files.items():
+        out = tmp_path / f"mask_{kind}.png"
+        args = ["segment", str(path), "--weights", "microscopy", "--click", "61,102"]
+        assert main([*args, "--out", str(tmp_path / "o.png"), "--mask-out", str(out)]) == 0
+        masks[kind] = read_image(out) > 0
+        assert iou(masks[kind], gt) >= 0.7, kind
+    for kind in ("tif16", "tif32"):
+        assert iou(masks[kind], masks["png8"]) > 0.95, kind

@@ -31,18 +31,15 @@ CROP_MIN_SIDE = 64
 #: 2048 x 2048 slices; the probability is upsampled back to full size.
 MAX_WORKING_SIDE = 1024
 #: Edge refinement (:func:`refine_edges`): the mask's outline may move by up to this fraction of the
-#: zoom window's longer side. Chosen on the held-apart COCO validation slice (60 objects, 20 clicks;
-#: NoC@90 of 3 / 6 / 10 / 20 %: 15.12 / 14.87 / 14.80 / 15.07, without refinement 16.82).
+#: zoom window's longer side (chosen on the validation slice: docs/pipeline.md).
 REFINE_BAND = 0.10
-#: GrabCut iterations of the refinement, and the side it runs at: one iteration on a copy of at most
-#: 320 px gave validation NoC@90 14.93 (three at full size: 14.80) and cut a click on the coffee
-#: sample's saucer from ~1.4 s to ~0.2 s (1 thread): GrabCut's cost follows the window's pixel
-#: count.
+#: GrabCut iterations of the refinement, and the side it runs at: one iteration on a reduced copy is
+#: nearly as good as three at full size and several times faster, since GrabCut's cost follows the
+#: window's pixel count (docs/pipeline.md).
 REFINE_ITERATIONS = 1
 REFINE_MAX_SIDE = 320
 #: The "precise edges" option: three iterations at the window's full size, for users who would
-#: rather wait longer than place the outline from a reduced copy (a later click on GrabCut images, 1
-#: thread: median 455 against 162 ms).
+#: rather wait longer than place the outline from a reduced copy (its cost: docs/pipeline.md).
 PRECISE_REFINE = {"iterations": 3, "max_side": None}
 #: Radius in pixels of a click's own spot: the hard seed it gives the refinement, and what it keeps
 #: in a superpixel that holds clicks of both signs (:func:`enforce_clicks`).
@@ -100,16 +97,14 @@ def enforce_clicks(prob: np.ndarray, sp: Superpixels, session: Session) -> np.nd
 
     A user expects every click to change the mask where they clicked; a network may not honour a
     corrective click, and the robot user would then repeat it. Superpixels are the unit the paper
-    already reads clicks at (Eq. 1, Eq. 3-5), so the click's whole superpixel follows it. Measured
-    with the shipped weights on GrabCut (50 objects, 20 clicks): NoC@90 18.10 -> 17.14, mIoU@20
-    0.676 -> 0.786.
+    already reads clicks at (Eq. 1, Eq. 3-5), so the click's whole superpixel follows it (what it
+    gains: docs/pipeline.md).
 
     A superpixel can straddle the object's edge and so be clicked with both signs. There each click
     keeps only a disk of :data:`CLICK_RADIUS` (a later click wins where disks overlap) and the rest
     stays the network's (and the edge refinement's) call. Giving the whole superpixel to the latest
     click instead undid the earlier click, and the next click undid this one: the robot user
-    alternated between two masks until its click budget ran out (held-apart validation slice, 60
-    objects, 20 clicks: NoC@90 14.93 -> 14.15, mIoU@20 0.786 -> 0.851).
+    alternated between two masks until its click budget ran out.
     """
     signs: dict[int, set] = {}
     for c in session.clicks:
@@ -134,9 +129,8 @@ def implied_box(prob: np.ndarray, session: Session, threshold: float = THRESHOLD
     two or three times before its first negative. So a click without a box runs the network twice:
     this box, taken from the first pass, serves as the enclosing box of the second, with every click
     as a corrective one (as in correction mode). Parts the first pass found away from every positive
-    click are left out; the clicked pixels are always in. Chosen on the held-apart COCO validation
-    slice (60 objects, 20 clicks): NoC@90 14.15 -> 13.18, mIoU@1 0.335 -> 0.410; the box grown by
-    10 / 25 % per side gave 13.22 / 13.52, all parts of the mask 13.73, a third pass 13.13.
+    click are left out; the clicked pixels are always in. Chosen against growing the box, keeping
+    all parts and a third pass on the validation slice (docs/pipeline.md).
     """
     labels, _ = ndimage.label(prob > threshold)
     parts = sorted({int(labels[c.row, c.col]) for c in session.positives} - {0})

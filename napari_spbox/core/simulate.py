@@ -45,6 +45,25 @@ def centre_click(
     return Click(r, c, True)
 
 
+def negative_click_distance(r1: float, r2: float, width: int, height: int) -> float:
+    """How far from the centre click the first negative click lands (paper Eq. 7).
+
+    The paper draws d = (r1 - r2) w + (1 + r2) h, with r1 ~ U(0, 1) and r2 ~ N(0, 1), for an object
+    box of width w and height h. We read d as the diagonal of the box the click pair spans, so the
+    negative click lies |d| / 2 from the centre click (:func:`first_negative`).
+
+    Examples
+    --------
+    A 4 x 4 object box: with r2 = 0 the pair spans a box of 4 + 4 r1 pixels' diagonal,
+
+    >>> negative_click_distance(0.5, 0.0, 4, 4)
+    3.0
+    >>> negative_click_distance(1.0, -1.0, 4, 4)  # (2 * 4 + 0 * 4) / 2
+    4.0
+    """
+    return abs((r1 - r2) * width + (1 + r2) * height) / 2.0
+
+
 def first_negative(
     mask: np.ndarray,
     positive: Click,
@@ -54,11 +73,10 @@ def first_negative(
 ):
     """First negative click, just outside the object (Eq. 7).
 
-    d = (r1 - r2) w + (1 + r2) h with r1 ~ U(0, 1), r2 ~ N(0, 1), for the object's box of size w x
-    h. We read d as the diagonal of the box the pair spans: the negative lands |d| / 2 from the
-    centre click, towards a random corner of the object's box (angle jittered by up to 20 degrees),
-    on a background pixel. Pairs whose box (by :func:`box_from_pair`) has IoU >= ``min_iou`` with
-    the object's box are kept; if no try qualifies the best one is used.
+    The negative lands :func:`negative_click_distance` (Eq. 7) from the centre click, towards a
+    random corner of the object's box (angle jittered by up to 20 degrees), on a background pixel.
+    Pairs whose box (by :func:`box_from_pair`) has IoU >= ``min_iou`` with the object's box are
+    kept; if no try qualifies the best one is used.
 
     Returns
     -------
@@ -71,7 +89,7 @@ def first_negative(
     best, best_iou = None, -1.0
     for _ in range(tries):
         r1, r2 = rng.uniform(0, 1), rng.normal(0, 1)
-        d = abs((r1 - r2) * w + (1 + r2) * h) / 2.0
+        d = negative_click_distance(r1, r2, w, h)
         cr, cc = corners[rng.integers(4)]
         ang = np.arctan2(cr - positive.row, cc - positive.col) + np.deg2rad(rng.uniform(-20, 20))
         nr, nc = (
