@@ -363,8 +363,8 @@ class InteractorService:
         """
         from .predictors import PredictorSettings, make_predictor
 
-        spbox = {"weights": weights, "device": device} if method == "spbox" else {}
-        settings = PredictorSettings(method, edges="precise" if precise_edges else "fast", **spbox)
+        edges = "precise" if precise_edges else "fast"
+        settings = PredictorSettings(method, weights=weights, device=device, edges=edges)
         return cls(make_predictor(settings), **kw)
 
     def predict(self, req: InteractorRequest) -> np.ndarray:

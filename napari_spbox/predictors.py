@@ -109,6 +109,13 @@ class PredictorSettings:
         return next(m for m, opts in PredictorSettings.OPTIONS.items() if name in opts)
 
     @classmethod
+    def for_method(cls, method: str, **options) -> PredictorSettings:
+        """Settings for ``method`` from a front-end that holds every option (a settings panel): the
+        options ``method`` does not read are dropped instead of refused."""
+        own = ("superpixels", *cls.OPTIONS.get(method, ()))
+        return cls(method, **{k: v for k, v in options.items() if k in own})
+
+    @classmethod
     def raw_network(cls, **kw) -> PredictorSettings:
         """The spbox network's own output: no click consistency, implied box or edge refinement."""
         return cls(method="spbox", click_consistency=False, imply_box=False, edges="off", **kw)

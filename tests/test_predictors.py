@@ -59,3 +59,12 @@ def test_core_imports_no_model_napari_train_or_evaluation():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_settings_panel_keeps_other_methods_options_without_error():
+    """The widget holds every option; choosing a baseline must not fail on the spbox ones."""
+    panel = {"weights": "microscopy", "device": "cuda", "edges": "precise", "superpixels": 500}
+    assert PredictorSettings.for_method("grabcut", **panel) == PredictorSettings(
+        "grabcut", superpixels=500
+    )
+    assert PredictorSettings.for_method("spbox", **panel).weights == "microscopy"

@@ -33,16 +33,16 @@ def cmd_evaluate(args) -> int:
     if args.limit:
         items = items[: args.limit]
     edges = "off" if args.raw_network else edges_from_flags(args.no_refine, args.precise_edges)
-    spbox = {}
-    if args.method == "spbox":
-        spbox = {
-            "variant": args.variant,
-            "click_consistency": not args.raw_network,
-            "flip": args.flip,
-            "imply_box": not (args.raw_network or args.no_implied_box),
-        }
+    # every option goes to the settings, which refuse one that does not fit the method
     settings = PredictorSettings(
-        args.method, **_method_options(args), superpixels=args.superpixels, edges=edges, **spbox
+        args.method,
+        **_method_options(args),
+        superpixels=args.superpixels,
+        edges=edges,
+        variant=args.variant,
+        click_consistency=not args.raw_network,
+        flip=args.flip,
+        imply_box=not (args.raw_network or args.no_implied_box),
     )
     predictor = make_predictor(settings)  # bad weights fail here, once
     if args.jobs > 1 and args.method == "spbox":

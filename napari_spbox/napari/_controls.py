@@ -74,16 +74,13 @@ class ModelSettings(QGroupBox):
     def key(self) -> PredictorSettings:
         """What the predictor is built from (options of other methods left at their defaults)."""
         method = self.method.currentText()
-        spbox = (
-            {
-                "weights": self.weights.text().strip() or self._preset_weights(),
-                "device": self.device.currentText(),
-                "edges": "precise" if self.precise.isChecked() else "fast",
-            }
-            if method == "spbox"
-            else {}
+        return PredictorSettings.for_method(
+            method,
+            superpixels=self.segments.value(),
+            weights=self.weights.text().strip() or self._preset_weights(),
+            device=self.device.currentText(),
+            edges="precise" if self.precise.isChecked() else "fast",
         )
-        return PredictorSettings(method, superpixels=self.segments.value(), **spbox)
 
     def _preset_weights(self) -> str | None:
         """The chosen shipped weights' name; ``None`` for the first (the default)."""
