@@ -437,14 +437,13 @@ def test_controls_fit_the_image(setup):
     # no empty, unlabelled menu on 2-D grey
     assert not widget._form.isRowVisible(widget.channel_combo)
     assert not widget.propagate_button.isEnabled() and not widget.axis_combo.isEnabled()
+    assert widget.axis_combo.isHidden() and widget.propagate_button.isHidden()  # no empty menu
     viewer.add_image(np.zeros((16, 40, 50), np.float32), name="z16")
     widget.image_combo.select(viewer.layers["z16"])
     items = [widget.channel_combo.itemText(i) for i in range(widget.channel_combo.count())]
     assert items == ["slices (stack)"]  # 16 slices are never offered as "channel 0..15"
-    assert (
-        widget.propagate_button.isEnabled()
-        and widget.axis_combo.currentText() == "along axis 0 (16 slices)"
-    )
+    assert widget.propagate_button.isEnabled() and not widget.axis_combo.isHidden()
+    assert widget.axis_combo.currentText() == "along axis 0 (16 slices)"
 
 
 def test_parts_no_click_supports_are_left_out(setup):

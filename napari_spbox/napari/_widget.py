@@ -213,8 +213,10 @@ class SPBoxWidget(QWidget):
             self.clear()
 
     def _update_stack_controls(self) -> None:
-        """Propagation controls only where there are slices to propagate to."""
+        """Propagation controls only where there are slices to propagate to (hidden otherwise)."""
         stack = self._is_stack(self.image_combo.layer())
+        for w in (self.axis_combo, self.direction_combo, self.propagate_button, self.stop_button):
+            w.setVisible(stack)
         for w in (self.axis_combo, self.direction_combo, self.propagate_button):
             w.setEnabled(stack)
 
