@@ -224,9 +224,9 @@ def test_correction_mode_gives_the_network_the_mask_being_corrected(tmp_path, di
     """Correcting an existing mask: before the first click the previous mask is that mask, not one
     the network would draw from the box, and it changes what the first click gives; a propagated
     slice's box rectangle (core.propagation) is not taken for a mask."""
+    from napari_spbox.core.propagation import next_session
     from napari_spbox.core.protocol import Session
     from napari_spbox.model.inference import SPBoxPredictor
-    from napari_spbox.core.propagation import next_session
 
     img, disk = disk_image
     earlier = disk.copy()
