@@ -101,12 +101,17 @@ def _read_tiff(raw: bytes, what: str, max_pixels: int | None) -> np.ndarray:
         with tifffile.TiffFile(io.BytesIO(raw)) as tif:
             series = tif.series[0]
             axes = series.axes
-            _check_size(
-                what,
-                series.shape[axes.index("X")] if "X" in axes else 0,
-                series.shape[axes.index("Y")] if "Y" in axes else 0,
-                max_pixels,
-            )
+            if "X" in axes and "Y" in axes:
+                _check_size(
+                    what, series.shape[axes.index("X")], series.shape[axes.index("Y")], max_pixels
+                )
+            elif (
+                max_pixels is not None and np.prod(series.shape) > max_pixels * MAX_COLOUR_CHANNELS
+            ):
+                raise ImageReadError(
+                    f"{what} holds {np.prod(series.shape) / 1e6:.1f} M values; "
+                    f"the limit is {max_pixels / 1e6:g} MP"
+                )
             arr = series.asarray()
     except ImageReadError:
         raise
