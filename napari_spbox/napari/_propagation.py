@@ -28,21 +28,9 @@ class PropagationController:
     def running(self) -> bool:
         return self.run is not None
 
-    def start(
-        self,
-        predictor,
-        image,
-        channel,
-        plane,
-        axis,
-        mask,
-        directions,
-        target,
-        label: int,
-        overwrite: bool,
-    ) -> None:
-        """Carry ``mask`` (object ``label`` on slice ``plane`` of ``image``) along ``axis`` into
-        ``target``.
+    def start(self, predictor, *run_args) -> None:
+        """Start a :class:`~.stacks.PropagationRun` with a copy of ``predictor`` and ``run_args``
+        (image, channel, plane, axis, mask, directions, target, label, overwrite: see there).
 
         The predictor is copied: per-slice ``set_image`` calls must not disturb the one the clicks
         use.
@@ -50,18 +38,7 @@ class PropagationController:
         if self.run is not None:
             raise RuntimeError("a propagation is already running")
         self.run = stacks.PropagationRun(
-            copy.copy(predictor),
-            image,
-            channel,
-            plane,
-            axis,
-            mask,
-            directions,
-            target,
-            label,
-            overwrite,
-            on_status=self._on_status,
-            on_done=self._finished,
+            copy.copy(predictor), *run_args, on_status=self._on_status, on_done=self._finished
         )
         self._on_running(True)
 
