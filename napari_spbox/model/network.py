@@ -314,6 +314,7 @@ ARCHITECTURES = {
     "efficientnet_lite2": SPBoxLite,
     "resnet101": SPBoxResNet101,
     "espnetv2": "SPBoxESPNet",
+    "espnetv2-split": "SPBoxSplit",
     "ensemble": Ensemble,
 }
 
@@ -341,18 +342,13 @@ def build_network(
     if arch == "resnet101":
         return SPBoxResNet101(imagenet_checkpoint=imagenet_checkpoint, in_channels=in_channels)
     if arch == "espnetv2":
-        from .espnetv2 import SPBoxESPNet, voc_weights_file
+        from .espnetv2 import SPBoxESPNet
 
-        voc = None
-        if pretrained:
-            voc = imagenet_checkpoint or voc_weights_file()
-            if voc is None:
-                raise ValueError(
-                    "espnetv2 starts from the authors' VOC weights: "
-                    "set SPBOX_ESPNET_VOC to the folder "
-                    "holding espnetv2_s_2.0_pascal_384x384.pth (shared/pretrained/espnetv2-voc)"
-                )
-        return SPBoxESPNet(in_channels, 2.0, voc)
+        return SPBoxESPNet(in_channels, 2.0, _voc_file(imagenet_checkpoint) if pretrained else None)
+    if arch == "espnetv2-split":
+        from .split import SPBoxSplit
+
+        return SPBoxSplit(in_channels, _voc_file(imagenet_checkpoint) if pretrained else None)
     if arch == "ensemble":
         if not members or "ensemble" in members:
             raise ValueError(
@@ -360,6 +356,20 @@ def build_network(
             )
         return Ensemble([build_network(a) for a in members])
     raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+
+
+def _voc_file(given: str | None):
+    """The authors' VOC weights the ESPNetv2 networks start from: ``given`` or the copy found by
+    :func:`~napari_spbox.model.espnetv2.voc_weights_file`."""
+    from .espnetv2 import voc_weights_file
+
+    voc = given or voc_weights_file()
+    if voc is None:
+        raise ValueError(
+            "espnetv2 starts from the authors' VOC weights: set SPBOX_ESPNET_VOC to the folder "
+            "holding espnetv2_s_2.0_pascal_384x384.pth (shared/pretrained/espnetv2-voc)"
+        )
+    return voc
 
 
 def add_prev_mask_input(model: nn.Module) -> nn.Module:

@@ -74,10 +74,11 @@ def training_recipe(config, lr: float, prev_mask: bool, device_type: str, proces
         # the authors' ImageNet -> VOC segmentation weights
         "init": str(c.init)
         if c.init
-        else ("voc-segmentation" if c.arch == "espnetv2" else "imagenet"),
+        else ("voc-segmentation" if c.arch.startswith("espnetv2") else "imagenet"),
         "resumed_from": str(c.resume) if c.resume else None,
         "epochs_planned": c.epochs,
         "lr": lr,
+        "optimizer": getattr(c, "optimizer", "sgd"),
         "seed": c.seed,
         "repeats": c.repeats,
         "iterative": c.p_iterative,

@@ -118,6 +118,7 @@ def train_config(args):
         p_paste=args.copy_paste,
         p_boxed=args.boxed,
         freeze_bn=args.freeze_bn,
+        optimizer=args.optimizer,
         val_pipeline=args.val_pipeline,
         p_union=args.union,
         keep_epochs=args.keep_epochs,
@@ -169,7 +170,13 @@ def add_parsers(sub) -> None:
     t.add_argument(
         "--arch",
         default="efficientnet_lite0",
-        choices=["efficientnet_lite0", "efficientnet_lite2", "resnet101", "espnetv2"],
+        choices=[
+            "efficientnet_lite0",
+            "efficientnet_lite2",
+            "resnet101",
+            "espnetv2",
+            "espnetv2-split",
+        ],
     )
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=8)
@@ -248,6 +255,13 @@ def add_parsers(sub) -> None:
         "paper); from 6-channel --init weights the new channel starts at zero; "
         "implied by --init weights that read one (the shipped ones). Use with "
         "--iterative, which fills it",
+    )
+    t.add_argument(
+        "--optimizer",
+        choices=["sgd", "adamw"],
+        default="sgd",
+        help="SGD with Nesterov momentum (fine-tuning a pretrained network; base rate 0.01 per 8 "
+        "samples) or AdamW (a decoder trained from scratch, e.g. espnetv2-split; base rate 1e-3)",
     )
     t.add_argument(
         "--freeze-bn",

@@ -53,7 +53,7 @@ from .model_setup import (
     _train_mode,
     prepare_model,
 )
-from .schedule import _check_decay, base_lr, error_click_rounds, learning_rate
+from .schedule import _check_decay, base_lr, error_click_rounds, learning_rate, make_optimizer
 from .validation import _filter_area, held_apart, validate
 
 __all__ = [  # noqa: RUF022 - grouped: this module's own names, then the re-exports
@@ -97,13 +97,14 @@ class TrainConfig:
         ``best.pt``. A folder holding another run's ``last.pt`` is refused unless ``resume`` is
         given.
     arch : str
-        The network: efficientnet_lite0, efficientnet_lite2, resnet101 or espnetv2.
+        The network: efficientnet_lite0, efficientnet_lite2, resnet101, espnetv2 or
+        espnetv2-split (frozen VOC encoder, only the click decoder trains).
     epochs : int
         Epochs of the whole run (a resumed run goes on up to this many).
     batch_size : int
         Samples per step and process.
     lr : float, optional
-        Base learning rate; default ``0.01 * batch_size * processes / 8``
+        Base learning rate; default ``0.01 * batch_size * processes / 8`` for SGD, 1e-3 for AdamW
         (:func:`~napari_spbox.train.schedule.base_lr`), with warm-up and poly decay.
     size : int
         The network's input side, in pixels (the command line's default is 320 too).
@@ -151,6 +152,8 @@ class TrainConfig:
     p_boxed : float
         Probability per sample of a box before any click, every click corrective (correction
         mode, a drawn box, the implied box; ``--boxed``).
+    optimizer : str
+        ``sgd`` or ``adamw`` (:func:`~napari_spbox.train.schedule.make_optimizer`).
     freeze_bn : bool
         Keep BatchNorm statistics and affine parameters fixed (fine-tuning at small batches).
     val_pipeline : bool
@@ -209,6 +212,7 @@ class TrainConfig:
     keep_epochs: bool = False
     prev_mask: bool = False
     iterative_decay: float = 1.0
+    optimizer: str = "sgd"
 
     def __post_init__(self):
         _check_decay(self.iterative_decay)  # before any work, not at the first iterative batch
@@ -265,8 +269,8 @@ def _train(c: TrainConfig) -> Path:
     loader = _loader(ds, c.batch_size, sampler, c.workers, c.seed)
 
     model = prepare_model(model, c.arch, prev_mask, device, c.freeze_bn)
-    lr = c.lr if c.lr is not None else base_lr(c.batch_size, world)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    lr = c.lr if c.lr is not None else base_lr(c.batch_size, world, c.optimizer)
+    opt = make_optimizer(c.optimizer, model.parameters(), lr)
     total = c.max_steps or c.epochs * len(loader)
     start_epoch, step = 0, 0
     if c.resume:
