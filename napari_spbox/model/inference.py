@@ -154,6 +154,8 @@ class SPBoxPredictor(Predictor):
 
     #: Masks kept per image for networks that read the previous mask.
     PREV_CACHE = 64
+    #: Encoder outputs of a split network kept per image, one per zoom window (and mirror).
+    EMBEDDING_CACHE = 8
 
     name = "spbox"
 
@@ -195,21 +197,40 @@ class SPBoxPredictor(Predictor):
             )
         self.backend = self.runner.name
         self.reads_prev_mask = self.model.in_channels == PREV_MASK_CHANNELS
+        #: A split network (:mod:`~napari_spbox.model.split`): its encoder runs once per window.
+        self.split = hasattr(self.runner, "encode")
         self._masks: OrderedDict = OrderedDict()
+        self._embeddings: OrderedDict = OrderedDict()
 
     def _forget_image(self) -> None:
         super()._forget_image()
         self._masks.clear()
+        self._embeddings.clear()
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, window: Box | None = None) -> torch.Tensor:
         """Logits ``(size, size)`` for one network input ``(6, size, size)`` (averaged with the
-        mirrored pass's with ``flip``)."""
-        logits = self.runner(x[None])[0, 0].float()
+        mirrored pass's with ``flip``).
+
+        ``window`` names the crop ``x`` shows: a split network then reuses the encoder output it
+        computed for that window of this image (clicks change only the decoder's input).
+        """
+        logits = self._run(x[None], window, False)[0, 0].float()
         if self.flip:
-            mirrored = self.runner(x.flip(-1)[None].contiguous())[0, 0].float().flip(-1)
-            logits = (logits + mirrored) / 2
+            mirrored = self._run(x.flip(-1)[None].contiguous(), window, True)
+            logits = (logits + mirrored[0, 0].float().flip(-1)) / 2
         return logits
+
+    def _run(self, x: torch.Tensor, window: Box | None, mirrored: bool) -> torch.Tensor:
+        if not self.split or window is None:
+            return self.runner(x)
+        key = (window, mirrored, x.shape[-1])
+        if key not in self._embeddings:
+            self._embeddings[key] = self.runner.encode(x[:, :3])
+            while len(self._embeddings) > self.EMBEDDING_CACHE:
+                self._embeddings.popitem(last=False)
+        self._embeddings.move_to_end(key)
+        return self.runner.decode(self._embeddings[key], x)
 
     @torch.inference_mode()
     def _predict(self, session: Session, mark) -> np.ndarray:
@@ -260,7 +281,7 @@ class SPBoxPredictor(Predictor):
             self.rgb, sp, session, window, self.size, self.variant, mark=mark, prev=prev
         )
         mark("preprocess")
-        logits = self.forward(x)
+        logits = self.forward(x, window)
         if logits.is_cuda:
             # queued kernels belong to this stage, not the next
             torch.cuda.synchronize(logits.device)

@@ -131,9 +131,9 @@ class SPBoxSplit(nn.Module):
         f = self.voc_features(rgb)
         return self.embed(f), f[:, -1:]
 
-    def decode(self, embedding, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, 1, S, S)`` from an :meth:`encode` embedding and the full input ``x``."""
-        feats, fg4 = embedding
+    def decode(self, feats: torch.Tensor, fg4: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 1, S, S)`` from an :meth:`encode` embedding ``(feats, fg4)`` and the full
+        input ``x``."""
         s2 = self.stem(x)
         g4 = torch.cat([F.avg_pool2d(x[:, 3:], 4), F.avg_pool2d(s2, 2)], 1)
         h = self.body(feats + self.guide4(g4))
@@ -145,4 +145,4 @@ class SPBoxSplit(nn.Module):
         return F.interpolate(out, size=x.shape[-2:], mode="bilinear")
 
     def forward(self, x):
-        return self.decode(self.encode(x[:, :3]), x)
+        return self.decode(*self.encode(x[:, :3]), x)

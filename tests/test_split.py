@@ -1,0 +1,87 @@
+"""The split network (frozen encoder once per window, click decoder per click): what it promises a
+user is that a click inside the box costs the decoder alone and gives the same mask as a full pass,
+and what it promises training is that the encoder never changes."""
+
+import numpy as np
+import torch
+
+from napari_spbox.core.protocol import Session
+from napari_spbox.model.inference import SPBoxPredictor
+from napari_spbox.model.split import SPBoxSplit
+from napari_spbox.model.weights import load_model, save_weights
+
+
+def _counting(predictor):
+    """Count the encoder runs of ``predictor``'s split runner."""
+    calls = []
+    encode = predictor.runner.encode
+
+    def counted(rgb):
+        calls.append(rgb.shape)
+        return encode(rgb)
+
+    predictor.runner.encode = counted
+    return calls
+
+
+def test_clicks_inside_the_box_reuse_the_encoder_and_match_a_full_pass(disk_image):
+    torch.manual_seed(0)
+    img, mask = disk_image
+    # on a larger canvas, so that the zoom window is a part of the image
+    img = np.pad(img, ((40, 200), (40, 260), (0, 0)), mode="edge")
+    mask = np.pad(mask, ((40, 200), (40, 260)))
+    model = SPBoxSplit(7).eval()
+    pred, fresh = SPBoxPredictor(model=model), SPBoxPredictor(model=model)
+    assert pred.split and fresh.split
+    pred.set_image(img)
+    calls = _counting(pred)
+    s = Session(mask.shape, strict=False)
+    s.add_click(120, 140, True)
+    pred.predict(s)  # no box yet: the whole image, then the box its mask implies
+    s.add_click(70, 190, False)  # the box
+    pred.predict(s)
+    encoded = len(calls)
+    s.add_click(125, 145, False)  # inside the box: the window stays
+    pred.predict(s)
+    s.add_click(110, 135, True)
+    inside = pred.predict(s)
+    assert len(calls) == encoded
+    # the kept embedding gives what a predictor without it computes
+    fresh.set_image(img)
+    assert np.allclose(fresh.predict(s).prob, inside.prob, atol=1e-5)
+    s.add_click(190, 60, True)  # outside: the box grows, so the window changes
+    pred.predict(s)
+    assert len(calls) == encoded + 1
+    # another image: nothing is reused
+    other = np.ascontiguousarray(img[::-1])
+    pred.set_image(other)
+    fresh.set_image(other)
+    assert np.allclose(pred.predict(s).prob, fresh.predict(s).prob, atol=1e-5)
+
+
+def test_training_changes_the_decoder_and_never_the_encoder():
+    torch.manual_seed(0)
+    model = SPBoxSplit(7).train()
+    assert not model.voc.training, "the frozen encoder keeps its BatchNorm statistics"
+    before = {k: v.clone() for k, v in model.voc.state_dict().items()}
+    head = model.stem[0].weight.clone()
+    opt = torch.optim.AdamW(model.parameters(), 1e-2)
+    x = torch.rand(2, 7, 64, 64) * 2 - 1
+    y = (torch.rand(2, 1, 64, 64) > 0.5).float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
+    loss.backward()
+    opt.step()
+    after = model.voc.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(head, model.stem[0].weight)
+
+
+def test_split_weights_round_trip_through_a_file(tmp_path):
+    torch.manual_seed(0)
+    model = SPBoxSplit(7).eval()
+    path = save_weights(model, tmp_path / "split.pt", half=False)
+    again = load_model(path).eval()
+    assert again.arch == "espnetv2-split" and again.in_channels == 7
+    x = torch.rand(1, 7, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(model(x), again(x))
