@@ -63,6 +63,7 @@ def cmd_validate(args) -> int:
             size=weights_input_size(w),
             per_object=per_object,
             flip=args.flip,
+            refine=not args.no_refine,
         )
         results.append({"weights": w, "objects": len(val), **r})
         if args.csv_dir:  # a file per weights, named after its path: runs/a/e8.pt -> runs_a_e8.csv
@@ -74,7 +75,8 @@ def cmd_validate(args) -> int:
         tqdm.write(
             f"{w}: NoC@85 {r['noc@85']:.2f}, NoC@90 {r['noc@90']:.2f}, mIoU@5 "
             f"{r['miou5']:.3f} ({len(val)} held-apart objects, {r['max_clicks']} clicks, "
-            f"{'raw network' if args.raw else 'pipeline'})"
+            f"{'raw network' if args.raw else 'pipeline'}"
+            f"{'' if args.raw or not args.no_refine else ' without edge refinement'})"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
@@ -301,6 +303,11 @@ def add_parsers(sub) -> None:
         "--flip",
         action="store_true",
         help="with the mirrored test-time augmentation (evaluate --flip)",
+    )
+    v.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="the pipeline without its edge refinement (evaluate --no-refine)",
     )
     v.add_argument("--json", default=None)
     v.add_argument(

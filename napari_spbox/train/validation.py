@@ -60,6 +60,7 @@ def validate(
     size=INPUT_SIZE,
     per_object: list | None = None,
     flip: bool = False,
+    refine: bool = True,
 ) -> dict:
     """Standard robot user on held-apart training objects: NoC@85/90 and mIoU after 5 clicks.
 
@@ -72,7 +73,8 @@ def validate(
     edge refinement runs on the CPU even when training on a GPU). ``size`` is the network's input
     side, the one it is trained at. A ``per_object`` list receives each object's record (name,
     IoU per click), for paired comparisons between weights (``spbox validate --csv-dir``).
-    ``flip`` scores the predictor's mirrored test-time augmentation (:class:`SPBoxPredictor`).
+    ``flip`` scores the predictor's mirrored test-time augmentation (:class:`SPBoxPredictor`);
+    ``refine=False`` leaves the edge refinement out of the pipeline.
     """
     was_training = model.training
     model.eval()
@@ -80,7 +82,7 @@ def validate(
         "variant": variant,
         "size": size,
         "click_consistency": pipeline,
-        "refine": pipeline,
+        "refine": pipeline and refine,
         "imply_box": pipeline,
         "flip": flip,
     }
@@ -107,4 +109,6 @@ def validate(
     }
     if pipeline:
         out["pipeline"] = True
+        if not refine:
+            out["refine"] = False
     return out
