@@ -324,7 +324,7 @@ def run_benchmark(
     grabcut: bool = True,
     progress: bool = True,
     backend: str = "auto",
-    refine: bool = True,
+    refine: bool | None = None,
     precise_edges: bool = False,
 ) -> dict:
     """Run the benchmark and return the JSON-ready summary (see the module docstring).
@@ -349,8 +349,8 @@ def run_benchmark(
         Also time OpenCV GrabCut on the same sessions.
     backend : str
         How the network runs (see :func:`napari_spbox.model._runtime.make_runner`).
-    refine : bool
-        Time the click with edge refinement (the default predictor) or without it.
+    refine : bool, optional
+        Time the click with edge refinement or without it; by default as the weights' card says.
     precise_edges : bool
         Time the "precise edges" refinement (full size, 3 iterations) instead of the default one.
     """
@@ -372,7 +372,9 @@ def run_benchmark(
     images = load_images(data or list(DEFAULT_DATA), limit)
 
     t0 = time.perf_counter()
-    edges = "precise" if precise_edges else ("fast" if refine else "off")
+    edges = (
+        "precise" if precise_edges else (None if refine is None else ("fast" if refine else "off"))
+    )
     spbox = make_predictor(
         PredictorSettings("spbox", weights=weights, device=device, backend=backend, edges=edges)
     )
@@ -412,7 +414,7 @@ def run_benchmark(
         "weights": str(weights) if weights else "shipped",
         "model_load_ms": load_ms,
         "input_size": spbox.size,
-        "refine": "precise" if refine and precise_edges else refine,
+        "refine": "precise" if spbox.refine and spbox.precise_edges else spbox.refine,
         "n_superpixels": spbox.n_segments,
         "clicks_per_image": clicks,
         "images": [name for name, *_ in images],
@@ -470,7 +472,7 @@ def cmd_benchmark(args) -> int:
         args.threads,
         grabcut=not args.no_grabcut,
         backend=args.backend,
-        refine=not args.no_refine,
+        refine=False if args.no_refine else None,
         precise_edges=args.precise_edges,
     )
     print(format_table(result))

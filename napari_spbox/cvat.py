@@ -363,7 +363,7 @@ class InteractorService:
         """
         from .predictors import PredictorSettings, make_predictor
 
-        edges = "precise" if precise_edges else "fast"
+        edges = "precise" if precise_edges else None
         settings = PredictorSettings(method, weights=weights, device=device, edges=edges)
         return cls(make_predictor(settings), **kw)
 

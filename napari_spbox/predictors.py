@@ -14,8 +14,9 @@ from typing import ClassVar
 
 #: The methods a user can choose: the trained network and two classical baselines.
 METHODS = ("spbox", "grabcut", "random-walker")
-#: Edge refinement of the network's outline (spbox only): none, the default (one GrabCut iteration
-#: on a copy of at most 320 px), or precise (three iterations at full size: slower clicks).
+#: Edge refinement of the network's outline (spbox only): none, one GrabCut iteration on a copy of
+#: at most 320 px, or precise (three iterations at full size: slower clicks). ``None`` in
+#: :class:`PredictorSettings` leaves it to the weights: their card's ``edges``, else ``fast``.
 EDGES = ("off", "fast", "precise")
 
 
@@ -34,8 +35,9 @@ class PredictorSettings:
         spbox: ``cpu`` or ``cuda``.
     superpixels : int
         SLIC superpixels per image (all methods read clicks through them).
-    edges : str
-        spbox: one of :data:`EDGES`.
+    edges : str, optional
+        spbox: one of :data:`EDGES`; ``None``: the weights' own setting
+        (:func:`~napari_spbox.model.weights.weights_edges`).
     variant : str, optional
         spbox: the guidance variant (``spbox``, ``eu``, ``bbox``, ``dt``); the weights' card's by
         default.
@@ -57,7 +59,7 @@ class PredictorSettings:
     weights: str | None = None
     device: str = "cpu"
     superpixels: int = 1000
-    edges: str = "fast"
+    edges: str | None = None
     variant: str | None = None
     click_consistency: bool = True
     imply_box: bool = True
@@ -84,7 +86,7 @@ class PredictorSettings:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.edges not in EDGES:
+        if self.edges is not None and self.edges not in EDGES:
             raise ValueError(f"edges must be one of {', '.join(EDGES)}, not {self.edges!r}")
         defaults = PredictorSettings.__dataclass_fields__
         own = self.OPTIONS[self.method]
@@ -132,8 +134,8 @@ class PredictorSettings:
                 click_consistency=self.click_consistency,
                 imply_box=self.imply_box,
                 flip=self.flip,
-                refine=self.edges != "off",
-                precise_edges=self.edges == "precise",
+                refine=None if self.edges is None else self.edges != "off",
+                precise_edges=None if self.edges is None else self.edges == "precise",
             )
         elif self.method == "grabcut" and self.iterations is not None:
             kw["iterations"] = self.iterations
@@ -145,11 +147,12 @@ class PredictorSettings:
         return {k: v for k, v in asdict(self).items() if k in own}
 
 
-def edges_from_flags(no_refine: bool = False, precise: bool = False) -> str:
-    """The ``edges`` setting of the command line's ``--no-refine`` / ``--precise-edges`` flags."""
+def edges_from_flags(no_refine: bool = False, precise: bool = False) -> str | None:
+    """The ``edges`` setting of the command line's ``--no-refine`` / ``--precise-edges`` flags;
+    ``None`` (the weights' own) without either."""
     if no_refine and precise:
         raise ValueError("--no-refine and --precise-edges contradict each other; give one")
-    return "off" if no_refine else ("precise" if precise else "fast")
+    return "off" if no_refine else ("precise" if precise else None)
 
 
 def make_predictor(settings: PredictorSettings | str = "spbox", **options):

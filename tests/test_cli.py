@@ -105,7 +105,7 @@ def test_evaluate_no_refine_reaches_the_predictor(tiny_dataset, tmp_path, monkey
     monkeypatch.setattr(
         inference.SPBoxPredictor,
         "forward",
-        lambda self, x: passes.append(self.flip) or real_forward(self, x),
+        lambda self, x, window=None: passes.append(self.flip) or real_forward(self, x, window),
     )
     out = tmp_path / "flip.json"
     assert (

@@ -433,3 +433,31 @@ def test_flip_averages_the_mirrored_pass_so_a_mirrored_input_gives_the_mirrored_
     assert torch.allclose(
         flipped.forward(x), (plain.forward(x) + plain.forward(x.flip(-1)).flip(-1)) / 2, atol=1e-5
     )
+
+
+def test_weights_card_sets_the_default_edge_refinement_and_flags_override_it(tmp_path):
+    """Weights chosen without edge refinement run without it unless the user asks for it; weights
+    whose card says nothing keep the refinement; a card with a made-up setting is refused."""
+    from napari_spbox.model.weights import read_card
+    from napari_spbox.predictors import PredictorSettings, edges_from_flags, make_predictor
+
+    model, card = load_model(), read_card()
+    plain = save_weights(model, tmp_path / "plain.pt", {"input_size": card["input_size"]})
+    off = save_weights(
+        model, tmp_path / "off.pt", {"input_size": card["input_size"], "edges": "off"}
+    )
+
+    def built(path, **flags):
+        edges = edges_from_flags(**flags)
+        p = make_predictor(
+            PredictorSettings("spbox", weights=str(path), edges=edges, backend="torch")
+        )
+        return p.refine, p.precise_edges
+
+    assert built(plain) == (True, False)
+    assert built(off) == (False, False)
+    assert built(off, precise=True) == (True, True)
+    assert built(plain, no_refine=True) == (False, False)
+    bad = save_weights(model, tmp_path / "bad.pt", {"input_size": 320, "edges": "sharp"})
+    with pytest.raises(WeightsError, match="edges 'sharp'"):
+        make_predictor(PredictorSettings("spbox", weights=str(bad), backend="torch"))

@@ -448,9 +448,9 @@ def test_validate_command_scores_kept_epochs_as_training_did(
     sides = []
     forward = SPBoxPredictor.forward
 
-    def spy(self, x):
+    def spy(self, x, window=None):
         sides.append(x.shape[-1])
-        return forward(self, x)
+        return forward(self, x, window)
 
     monkeypatch.setattr(SPBoxPredictor, "forward", spy)
     train(

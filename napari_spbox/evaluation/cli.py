@@ -72,8 +72,8 @@ def cmd_evaluate(args) -> int:
         summary["variant"] = predictor.variant
     if args.method == "spbox":
         summary["click_consistency"] = settings.click_consistency
-        summary["refine"] = settings.edges != "off"
-        summary["precise_edges"] = settings.edges == "precise"
+        summary["refine"] = predictor.refine
+        summary["precise_edges"] = predictor.precise_edges
         summary["implied_box"] = settings.imply_box
         summary["flip"] = settings.flip
     if args.jobs > 1:

@@ -117,7 +117,7 @@ class SplitRunner:
     against 16 ms at 320², 1 thread), and ESPNetv2's encoder pools its input in a loop fx cannot
     trace."""
 
-    name = "split"
+    name = "torch"
 
     def __init__(self, model: torch.nn.Module, device: torch.device):
         self.device = device

@@ -35,6 +35,7 @@ from .weights import (
     INPUT_SIZE,
     load_model,
     resolve_weights,
+    weights_edges,
     weights_input_size,
     weights_variant,
 )
@@ -130,15 +131,18 @@ class SPBoxPredictor(Predictor):
         Each clicked superpixel takes its click's label
         (:func:`~napari_spbox.core.predictor.enforce_clicks`). Off gives the network's own output
         (training's validation uses that).
-    refine : bool
+    refine : bool, optional
         Move the outline onto colour edges (:func:`~napari_spbox.core.predictor.refine_edges`,
-        OpenCV GrabCut in a band around the network's outline).
+        OpenCV GrabCut in a band around the network's outline). By default as the weights' card
+        says (:func:`~napari_spbox.model.weights.weights_edges`: on unless the weights were
+        chosen without it), on for a ``model``.
     imply_box : bool
         Before a box is set (positive clicks only), run the network a second time with the box of
         its first mask (:func:`~napari_spbox.core.predictor.implied_box`). Off: one pass on the
         whole image.
-    precise_edges : bool
-        Refine at the window's full size with three GrabCut iterations
+    precise_edges : bool, optional
+        By default as the weights' card says (off unless it names ``precise``). Refine at the
+        window's full size with three GrabCut iterations
         (:data:`~napari_spbox.core.predictor.PRECISE_REFINE`) instead of one on a copy of at most
         320 px: slower clicks, outlines placed at full resolution.
     flip : bool
@@ -168,9 +172,9 @@ class SPBoxPredictor(Predictor):
         model=None,
         backend: str = "auto",
         click_consistency: bool = True,
-        refine: bool = True,
+        refine: bool | None = None,
         imply_box: bool = True,
-        precise_edges: bool = False,
+        precise_edges: bool | None = None,
         flip: bool = False,
         **kw,
     ):
@@ -183,9 +187,10 @@ class SPBoxPredictor(Predictor):
         )
         self.size = size or (INPUT_SIZE if model is not None else weights_input_size(weights))
         self.click_consistency = click_consistency
-        self.refine = refine
+        edges = "fast" if model is not None else weights_edges(weights)
+        self.refine = edges != "off" if refine is None else refine
         self.imply_box = imply_box
-        self.precise_edges = precise_edges
+        self.precise_edges = edges == "precise" if precise_edges is None else precise_edges
         self.flip = flip
         if model is not None:
             self.model = model

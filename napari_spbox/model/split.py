@@ -1,5 +1,5 @@
-"""SAM's split applied to SPBox guidance: a frozen image encoder run once per zoom window, and a light
-guidance-conditioned decoder run per click.
+"""SAM's split applied to SPBox guidance: a frozen image encoder run once per zoom window, and a
+light guidance-conditioned decoder run per click.
 
 :class:`SPBoxSplit` reads the usual SPBox input (RGB, S+, S-, G, previous mask; channels in
 [-1, 1]) and returns one logit map at the input's size, like every other network here, so training,

@@ -80,6 +80,21 @@ def weights_variant(weights: str | Path | None = None, variant: str | None = Non
     return variant or trained or "spbox"
 
 
+def weights_edges(weights: str | Path | None = None) -> str:
+    """The edge refinement ``weights`` run with by default: their card's ``edges`` (``off``,
+    ``fast`` or ``precise``: the setting their pipeline was measured and chosen with), else
+    ``fast``."""
+    from ..predictors import EDGES
+
+    edges = read_card(weights).get("edges", "fast")
+    if edges not in EDGES:
+        raise WeightsError(
+            f"the card of {weights or DEFAULT_WEIGHTS} gives edges {edges!r}, "
+            f"not one of {', '.join(EDGES)}"
+        )
+    return edges
+
+
 def weights_input_size(weights: str | Path | None = None, default: int = INPUT_SIZE) -> int:
     """The window side ``weights`` were trained at (``spbox train --size``), from their card;
     ``default`` without one.

@@ -79,7 +79,7 @@ class ModelSettings(QGroupBox):
             superpixels=self.segments.value(),
             weights=self.weights.text().strip() or self._preset_weights(),
             device=self.device.currentText(),
-            edges="precise" if self.precise.isChecked() else "fast",
+            edges="precise" if self.precise.isChecked() else None,
         )
 
     def _preset_weights(self) -> str | None:
