@@ -85,3 +85,25 @@ def test_split_weights_round_trip_through_a_file(tmp_path):
     x = torch.rand(1, 7, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(model(x), again(x))
+
+
+def test_onnx_halves_give_the_torch_masks(tmp_path, monkeypatch, disk_image):
+    """The split network's encoder and decoder exported apart to ONNX Runtime (each once, then
+    reused) give the masks plain torch gives."""
+    monkeypatch.setenv("SPBOX_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    path = save_weights(SPBoxSplit(7).eval(), tmp_path / "split.pt", half=False)
+    img, mask = disk_image
+    s = Session(mask.shape, strict=False)
+    s.add_click(80, 100, True)
+    s.add_click(30, 150, False)
+    s.add_click(75, 95, True)
+    probs = {}
+    for backend in ("onnx", "torch", "onnx"):
+        pred = SPBoxPredictor(path, backend=backend)
+        assert pred.backend == backend and pred.split
+        pred.set_image(img)
+        probs[backend] = pred.predict(s).prob
+    assert np.abs(probs["onnx"] - probs["torch"]).max() < 1e-4
+    graphs = sorted(p.name.split("-v")[0].split("-", 2)[2] for p in (tmp_path / "cache").iterdir())
+    assert graphs == ["320-decoder", "320-encoder"]

@@ -74,8 +74,13 @@ class TorchRunner:
         return self.model(x)
 
 
+#: What of a network can be exported: all of it, or a split network's encoder or decoder.
+PARTS = ("network", "encoder", "decoder")
+
+
 class OnnxRunner:
-    """Runs the network with ONNX Runtime on the CPU, from a graph exported once and cached.
+    """Runs the network (or a part of a split network) with ONNX Runtime on the CPU, from a graph
+    exported once and cached.
 
     Parameters
     ----------
@@ -84,81 +89,124 @@ class OnnxRunner:
     size : int
         The fixed input side the graph is exported for. ONNX Runtime uses torch's current thread
         setting, so one knob (``torch.set_num_threads``, ``--threads``) rules both.
+    part : str
+        One of :data:`PARTS`. The graph takes that part's inputs in order and returns one tensor,
+        or a tuple for the encoder.
     """
 
     name = "onnx"
 
-    def __init__(self, weights_path, size: int):
+    def __init__(self, weights_path, size: int, part: str = "network"):
         import onnxruntime as ort
 
         key = weights_key(weights_path)
-        self.path = cache_dir() / f"spbox-{key}-{size}-v{_EXPORT_VERSION}.onnx"
+        # the whole network's graph keeps its old name, so existing caches stay valid
+        label = "" if part == "network" else f"-{part}"
+        self.path = cache_dir() / f"spbox-{key}-{size}{label}-v{_EXPORT_VERSION}.onnx"
         if not self.path.is_file():
-            export_onnx(weights_path, self.path, size)
+            export_onnx(weights_path, self.path, size, part=part)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(
             str(self.path), opts, providers=["CPUExecutionProvider"]
         )
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.part = part
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(
-            None, {self.input_name: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)}
-        )
-        return torch.from_numpy(out[0])
+    def __call__(self, *inputs: torch.Tensor):
+        feed = {
+            name: np.ascontiguousarray(t.detach().cpu().numpy(), np.float32)
+            for name, t in zip(self.input_names, inputs)
+        }
+        out = [torch.from_numpy(o) for o in self.session.run(None, feed)]
+        return tuple(out) if self.part == "encoder" else out[0]
 
 
 class SplitRunner:
     """Runs a split network (:class:`~napari_spbox.model.split.SPBoxSplit`) as its two halves, so
     that the predictor can keep the click-free ``encode`` per window and pay only ``decode`` per
-    click. Plain torch: folding the decoder's BatchNorms (torch.fx) did not make it faster (14
-    against 16 ms at 320², 1 thread), and ESPNetv2's encoder pools its input in a loop fx cannot
-    trace."""
+    click.
+
+    With ``weights_path`` each half runs in ONNX Runtime from its own cached graph
+    (:class:`OnnxRunner`), else in plain torch: folding the decoder's BatchNorms (torch.fx) did not
+    make it faster (14 against 16 ms at 320², 1 thread), and ESPNetv2's encoder pools its input in
+    a loop fx cannot trace.
+    """
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, device: torch.device):
+    def __init__(self, model: torch.nn.Module, device: torch.device, weights_path=None, size=320):
         self.device = device
         self.model = model.eval()
+        self._encode, self._decode = model.encode, model.decode
+        if weights_path is not None:
+            self._encode = OnnxRunner(weights_path, size, "encoder")
+            self._decode = OnnxRunner(weights_path, size, "decoder")
+            self.name = "onnx"
 
     def encode(self, rgb: torch.Tensor):
         """The click-free embedding of a batch of RGB windows ``(B, 3, S, S)``."""
-        return self.model.encode(rgb.to(self.device))
+        return self._encode(rgb.to(self.device))
 
     def decode(self, embedding, x: torch.Tensor) -> torch.Tensor:
         """Logits from an :meth:`encode` embedding and the whole input ``(B, C, S, S)``."""
-        return self.model.decode(*embedding, x.to(self.device))
+        return self._decode(*embedding, x.to(self.device))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x[:, :3]), x)
 
 
-def export_onnx(weights_path, path, size: int, timeout: float = 600.0) -> Path:
+def export_onnx(
+    weights_path, path, size: int, timeout: float = 600.0, part: str = "network"
+) -> Path:
     """Export the network in ``weights_path`` for a ``(1, C, size, size)`` input (C: its input
-    channels) to ``path``, in a child process (see the module docstring). The file appears
+    channels) to ``path``, in a child process (see the module docstring); ``part`` (one of
+    :data:`PARTS`) exports only a split network's encoder or decoder. The file appears
     atomically: CVAT may start several workers."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", __name__, str(weights_path), str(path), str(size)]
+    cmd = [sys.executable, "-m", __name__, str(weights_path), str(path), str(size), part]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0 or not path.is_file():
         raise RuntimeError(f"exporting {weights_path} to ONNX failed: {done.stderr.strip()[-800:]}")
     return path
 
 
-def _export_here(weights_path, path, size: int) -> None:
+class _Part(torch.nn.Module):
+    """A split network's ``encode`` or ``decode`` as a module of its own, for the exporter."""
+
+    def __init__(self, model: torch.nn.Module, method: str):
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, *inputs):
+        return getattr(self.model, self.method)(*inputs)
+
+
+def _export_target(model: torch.nn.Module, part: str, size: int):
+    """The module to export for ``part`` and example inputs of its shapes."""
+    x = torch.zeros(1, model.in_channels, size, size)
+    if part == "network":
+        return model, (x,)
+    if part == "encoder":
+        return _Part(model, "encode"), (x[:, :3],)
+    with torch.no_grad():
+        return _Part(model, "decode"), (*model.encode(x[:, :3]), x)
+
+
+def _export_here(weights_path, path, size: int, part: str = "network") -> None:
     from .weights import load_model
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     model = load_model(weights_path).float().eval()
+    module, inputs = _export_target(model, part, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model, (torch.zeros(1, model.in_channels, size, size),), dynamo=True, verbose=False
-        )
+        program = torch.onnx.export(module, inputs, dynamo=True, verbose=False)
     program.save(str(tmp), external_data=False)
     os.replace(tmp, path)
 
@@ -182,7 +230,8 @@ def make_runner(
 ):
     """The runner for ``backend``.
 
-    A split network (one with ``encode`` and ``decode``) gets a :class:`SplitRunner`.
+    A split network (one with ``encode`` and ``decode``) gets a :class:`SplitRunner`, its halves
+    in ONNX Runtime where the whole network's would be, else in plain torch.
     ``auto`` picks ONNX Runtime on a CPU when it is installed and the weights come from a file, else
     the BN-folded torch network on a CPU, else plain torch (GPUs). ``onnx`` asked for explicitly but
     unavailable raises :class:`RuntimeError` naming what to install.
@@ -190,14 +239,7 @@ def make_runner(
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     cpu = device.type == "cpu"
-    if hasattr(model, "encode") and hasattr(model, "decode"):
-        # a split network: its halves run apart, so that the encoder's output can be kept
-        if backend == "onnx":
-            raise RuntimeError(
-                f"a {model.arch} network runs its encoder and decoder apart in torch; "
-                "use backend auto, fused or torch"
-            )
-        return SplitRunner(model, device)
+    split = hasattr(model, "encode") and hasattr(model, "decode")
     if backend == "onnx":
         if not cpu:
             raise RuntimeError(
@@ -216,6 +258,8 @@ def make_runner(
         backend == "auto" and cpu and weights_path is not None and onnx_available()
     ):
         try:
+            if split:
+                return SplitRunner(model, device, weights_path, size)
             return OnnxRunner(weights_path, size)
         except Exception as exc:
             if backend == "onnx":
@@ -223,8 +267,10 @@ def make_runner(
             warnings.warn(
                 f"ONNX Runtime unavailable for this network ({exc}); using torch", stacklevel=2
             )
+    if split:  # its halves run apart, so that the encoder's output can be kept
+        return SplitRunner(model, device)
     return TorchRunner(model, device, fuse=cpu and backend in ("auto", "fused"))
 
 
-if __name__ == "__main__":  # the child process of export_onnx: WEIGHTS OUT SIZE
-    _export_here(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+if __name__ == "__main__":  # the child process of export_onnx: WEIGHTS OUT SIZE PART
+    _export_here(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
