@@ -311,7 +311,7 @@ def test_onnx_graph_is_exported_once_and_reused(monkeypatch, tmp_path):
     monkeypatch.setenv("SPBOX_CACHE_DIR", str(tmp_path))
     calls = []
     real = _runtime.export_onnx
-    monkeypatch.setattr(_runtime, "export_onnx", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(_runtime, "export_onnx", lambda *a, **k: calls.append(a) or real(*a, **k))
     SPBoxPredictor(backend="onnx")
     SPBoxPredictor(backend="onnx")
     assert len(calls) == 1 and len(list(tmp_path.glob("spbox-*.onnx"))) == 1
