@@ -138,7 +138,7 @@ class SplitRunner:
 
     def __init__(self, model: torch.nn.Module, device: torch.device, weights_path=None, size=320):
         self.device = device
-        self.model = model.eval()
+        model.eval()
         self._encode, self._decode = model.encode, model.decode
         if weights_path is not None:
             self._encode = OnnxRunner(weights_path, size, "encoder")

@@ -78,7 +78,7 @@ def training_recipe(config, lr: float, prev_mask: bool, device_type: str, proces
         "resumed_from": str(c.resume) if c.resume else None,
         "epochs_planned": c.epochs,
         "lr": lr,
-        "optimizer": getattr(c, "optimizer", "sgd"),
+        "optimizer": c.optimizer,
         "seed": c.seed,
         "repeats": c.repeats,
         "iterative": c.p_iterative,
