@@ -1,14 +1,16 @@
 """The split network (frozen encoder once per window, click decoder per click): what it promises a
 user is that a click inside the box costs the decoder alone and gives the same mask as a full pass,
-and what it promises training is that the encoder never changes."""
+and what it promises training is that the encoder changes only where it is told to."""
 
 import numpy as np
+import pytest
 import torch
 
 from napari_spbox.core.protocol import Session
 from napari_spbox.model.inference import SPBoxPredictor
 from napari_spbox.model.split import SPBoxSplit
 from napari_spbox.model.weights import load_model, save_weights
+from napari_spbox.train.model_setup import parameter_groups
 
 
 def _counting(predictor):
@@ -74,6 +76,35 @@ def test_training_changes_the_decoder_and_never_the_encoder():
     after = model.voc.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not torch.equal(head, model.stem[0].weight)
+
+
+def test_a_tuned_encoder_trains_its_deeper_half_at_its_own_rate_and_keeps_its_statistics():
+    torch.manual_seed(0)
+    model = SPBoxSplit(7).train()
+    groups = parameter_groups(model, 0.1)
+    assert [g["lr_scale"] for g in groups] == [1.0, 0.1]
+    opt = torch.optim.AdamW(groups, 1e-2)
+    before = {k: v.clone() for k, v in model.voc.state_dict().items()}
+    x = torch.rand(2, 7, 64, 64) * 2 - 1
+    y = (torch.rand(2, 1, 64, 64) > 0.5).float()
+    torch.nn.functional.binary_cross_entropy_with_logits(model(x), y).backward()
+    opt.step()
+    after = model.voc.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("base_net.level4.") for k in changed)
+    assert any(k.startswith("bu_dec_l3.") for k in changed)
+    # high-resolution levels, the foreground head and every BatchNorm statistic stay
+    assert not any(
+        k.startswith(("base_net.level1.", "base_net.level2_0.", "bu_dec_l4.")) for k in changed
+    )
+    assert not any(k.endswith(("running_mean", "running_var")) for k in changed)
+
+
+def test_tuning_the_encoder_of_another_network_is_refused():
+    from napari_spbox.model.network import build_network
+
+    with pytest.raises(ValueError, match="espnetv2-split"):
+        parameter_groups(build_network("efficientnet_lite0"), 0.1)
 
 
 def test_split_weights_round_trip_through_a_file(tmp_path):

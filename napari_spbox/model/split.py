@@ -15,7 +15,9 @@ validation and evaluation take it as they are. Its two halves are also callable 
   the outline.
 
 With the encoder frozen, a training step back-propagates through the decoder alone, and a click at
-inference costs the decoder alone.
+inference costs the decoder alone. Training may also tune the encoder's deeper half
+(:meth:`SPBoxSplit.tune_encoder`: levels 3-4 and the VOC decoder down to stride 4) at a smaller
+rate; it still reads no click, so a click still costs the decoder alone.
 """
 
 from __future__ import annotations
@@ -110,18 +112,40 @@ class SPBoxSplit(nn.Module):
         self.voc.eval()
         return self
 
-    @torch.no_grad()
+    def tunable_encoder(self) -> list[nn.Module]:
+        """The encoder's deeper half, which :meth:`tune_encoder` lets train: levels 3 and 4 and
+        the VOC decoder down to stride 4. Levels 1-2 (high resolution, generic edges, the
+        costliest to back-propagate) and the stride-2 foreground head stay frozen."""
+        voc, enc = self.voc, self.voc.base_net
+        return [
+            enc.level3_0, enc.level3, enc.level4_0, enc.level4,
+            voc.bu_dec_l1, voc.merge_enc_dec_l2, voc.bu_br_l2, voc.bu_dec_l2,
+            voc.merge_enc_dec_l3, voc.bu_br_l3, voc.bu_dec_l3,
+        ]  # fmt: skip
+
+    def tune_encoder(self, on: bool = True) -> list[nn.Parameter]:
+        """Let :meth:`tunable_encoder` train (``on``) or freeze it again; returns its parameters
+        (for an optimizer group at a smaller rate). Its BatchNorm statistics stay fixed either
+        way (:meth:`train`)."""
+        params = [p for m in self.tunable_encoder() for p in m.parameters()]
+        for p in params:
+            p.requires_grad_(on)
+        return params
+
     def voc_features(self, rgb: torch.Tensor) -> torch.Tensor:
-        """The frozen VOC network's features of an RGB window ``(B, 3, S, S)`` in [-1, 1], at
-        stride 4: its decoder (32 channels), encoder levels 2 and 3 (the latter upsampled from
-        stride 8) and the "any VOC object" log-odds (last channel)."""
+        """The VOC network's features of an RGB window ``(B, 3, S, S)`` in [-1, 1], at stride 4:
+        its decoder (32 channels), encoder levels 2 and 3 (the latter upsampled from stride 8)
+        and the "any VOC object" log-odds (last channel). Gradients reach only the parts
+        :meth:`tune_encoder` made trainable."""
         voc = self.voc
         x = ((rgb + 1.0) / 2.0 - self.mean) / self.std
+        # autograd records only what depends on trainable parameters: nothing while frozen
         l1, l2, l3, l4 = voc.base_net(x)
         y = _up(voc.bu_dec_l1(l4))
         y = voc.bu_dec_l2(voc.bu_br_l2(voc.merge_enc_dec_l2(l3) + y))
         y4 = voc.bu_dec_l3(voc.bu_br_l3(voc.merge_enc_dec_l3(l2) + _up(y)))
-        z = voc.merge_enc_dec_l4(l1) + _up(y4)
+        # the prior's stride-2 head stays frozen, and no gradient runs back through it
+        z = voc.merge_enc_dec_l4(l1) + _up(y4.detach())
         fg4 = F.avg_pool2d(foreground_logit(voc.bu_dec_l4(voc.bu_br_l4(z))), 2)
         return torch.cat([y4, l2, _up(l3), fg4], 1)
 

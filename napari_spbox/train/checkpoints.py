@@ -79,6 +79,7 @@ def training_recipe(config, lr: float, prev_mask: bool, device_type: str, proces
         "epochs_planned": c.epochs,
         "lr": lr,
         "optimizer": c.optimizer,
+        "encoder_lr_scale": c.encoder_lr_scale,
         "seed": c.seed,
         "repeats": c.repeats,
         "iterative": c.p_iterative,

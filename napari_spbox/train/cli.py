@@ -121,6 +121,7 @@ def train_config(args):
         p_boxed=args.boxed,
         freeze_bn=args.freeze_bn,
         optimizer=args.optimizer,
+        encoder_lr_scale=args.tune_encoder,
         val_pipeline=args.val_pipeline,
         p_union=args.union,
         keep_epochs=args.keep_epochs,
@@ -264,6 +265,14 @@ def add_parsers(sub) -> None:
         default="sgd",
         help="SGD with Nesterov momentum (fine-tuning a pretrained network; base rate 0.01 per 8 "
         "samples) or AdamW (a decoder trained from scratch, e.g. espnetv2-split; base rate 1e-3)",
+    )
+    t.add_argument(
+        "--tune-encoder",
+        type=float,
+        default=0.0,
+        metavar="SCALE",
+        help="espnetv2-split: also train its encoder's levels 3-4 and VOC decoder at SCALE times "
+        "the learning rate (e.g. 0.1; default 0: frozen). It still reads no click",
     )
     t.add_argument(
         "--freeze-bn",

@@ -51,6 +51,7 @@ from .model_setup import (
     _batch_norms,
     _speed_up_prev_mask_filters,
     _train_mode,
+    parameter_groups,
     prepare_model,
 )
 from .schedule import _check_decay, base_lr, error_click_rounds, learning_rate, make_optimizer
@@ -154,6 +155,10 @@ class TrainConfig:
         mode, a drawn box, the implied box; ``--boxed``).
     optimizer : str
         ``sgd`` or ``adamw`` (:func:`~napari_spbox.train.schedule.make_optimizer`).
+    encoder_lr_scale : float
+        espnetv2-split only: its encoder's deeper half (levels 3-4 and the VOC decoder,
+        :meth:`~napari_spbox.model.split.SPBoxSplit.tune_encoder`) trains at this multiple of the
+        learning rate; 0 keeps the whole encoder frozen (``--tune-encoder``).
     freeze_bn : bool
         Keep BatchNorm statistics and affine parameters fixed (fine-tuning at small batches).
     val_pipeline : bool
@@ -213,9 +218,12 @@ class TrainConfig:
     prev_mask: bool = False
     iterative_decay: float = 1.0
     optimizer: str = "sgd"
+    encoder_lr_scale: float = 0.0
 
     def __post_init__(self):
         _check_decay(self.iterative_decay)  # before any work, not at the first iterative batch
+        if self.encoder_lr_scale < 0:
+            raise ValueError(f"the encoder's rate scale must be >= 0, not {self.encoder_lr_scale}")
 
 
 def train(config: TrainConfig, *args, **kwargs) -> Path:
@@ -270,7 +278,7 @@ def _train(c: TrainConfig) -> Path:
 
     model = prepare_model(model, c.arch, prev_mask, device, c.freeze_bn)
     lr = c.lr if c.lr is not None else base_lr(c.batch_size, world, c.optimizer)
-    opt = make_optimizer(c.optimizer, model.parameters(), lr)
+    opt = make_optimizer(c.optimizer, parameter_groups(model, c.encoder_lr_scale), lr)
     total = c.max_steps or c.epochs * len(loader)
     start_epoch, step = 0, 0
     if c.resume:
@@ -301,7 +309,7 @@ def _train(c: TrainConfig) -> Path:
                     x = _add_error_clicks(model, ds, x, idx, device, rounds, pool)
                 cur = learning_rate(lr, step, total)
                 for g in opt.param_groups:
-                    g["lr"] = cur
+                    g["lr"] = cur * g.get("lr_scale", 1.0)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if device.type == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)

@@ -48,6 +48,21 @@ def prepare_model(model, arch: str, prev_mask: bool, device: torch.device, freez
     return model
 
 
+def parameter_groups(model, encoder_lr_scale: float = 0.0) -> list[dict]:
+    """The optimizer's parameter groups, each with the ``lr_scale`` the schedule's rate is
+    multiplied by: the network at 1, and with ``encoder_lr_scale`` > 0 the split network's
+    tunable encoder (:meth:`~napari_spbox.model.split.SPBoxSplit.tune_encoder`, made trainable
+    here) at that scale."""
+    if not encoder_lr_scale:
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    if not hasattr(model, "tune_encoder"):
+        raise ValueError(f"--tune-encoder is for espnetv2-split networks, not {model.arch!r}")
+    encoder = {id(p) for p in model.tune_encoder(True)}
+    rest = [p for p in model.parameters() if id(p) not in encoder]
+    tuned = [p for p in model.parameters() if id(p) in encoder]
+    return [{"params": rest, "lr_scale": 1.0}, {"params": tuned, "lr_scale": encoder_lr_scale}]
+
+
 def _batch_norms(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
