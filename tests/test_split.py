@@ -61,6 +61,26 @@ def test_clicks_inside_the_box_reuse_the_encoder_and_match_a_full_pass(disk_imag
     assert np.allclose(pred.predict(s).prob, fresh.predict(s).prob, atol=1e-5)
 
 
+def test_warm_up_encodes_the_whole_image_and_the_first_click_reuses_it(disk_image):
+    torch.manual_seed(0)
+    img, mask = disk_image
+    img = np.pad(img, ((40, 200), (40, 260), (0, 0)), mode="edge")
+    mask = np.pad(mask, ((40, 200), (40, 260)))
+    model = SPBoxSplit(7).eval()
+    pred, fresh = SPBoxPredictor(model=model), SPBoxPredictor(model=model)
+    pred.set_image(img)
+    calls = _counting(pred)
+    pred.warm_up()  # SLIC and, beside it, the encoder on the whole image
+    assert len(calls) == 1
+    s = Session(mask.shape, strict=False)
+    s.add_click(120, 140, True)
+    first = pred.predict(s)
+    fresh.set_image(img)  # no warm-up: the first click does it all
+    fresh_calls = _counting(fresh)
+    assert np.allclose(fresh.predict(s).prob, first.prob, atol=1e-5)
+    assert len(calls) == len(fresh_calls), "the first click did not encode the whole image again"
+
+
 def test_training_changes_the_decoder_and_never_the_encoder():
     torch.manual_seed(0)
     model = SPBoxSplit(7).train()

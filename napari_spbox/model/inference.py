@@ -11,6 +11,7 @@ mask of the session's state before its last click (:meth:`SPBoxPredictor.previou
 from __future__ import annotations
 
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -89,6 +90,13 @@ def window_input(
     sl = (slice(window.top, window.bottom + 1), slice(window.left, window.right + 1))
     x = network_input(rgb[sl], guidance, None if prev is None else prev[sl])
     return F.interpolate(x[None], (size, size), mode="bilinear", align_corners=False)[0]
+
+
+def window_rgb(rgb: np.ndarray, window: Box, size: int) -> torch.Tensor:
+    """The RGB channels of :func:`window_input` alone, ``(3, size, size)`` in [-1, 1]: what a split
+    network's encoder reads, available before any click or superpixel."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().mul_(2.0).sub_(1.0)
+    return crop_resize(x, window, size)
 
 
 def paste_back(prob: torch.Tensor, window: Box, shape) -> np.ndarray:
@@ -229,16 +237,38 @@ class SPBoxPredictor(Predictor):
     def _run(self, x: torch.Tensor, window: Box | None, mirrored: bool) -> torch.Tensor:
         if not self.split or window is None:
             return self.runner(x)
-        key = (window, mirrored, x.shape[-1])
+        return self.runner.decode(self._embedding(x[:, :3], window, mirrored), x)
+
+    @torch.inference_mode()
+    def _embedding(self, rgb: torch.Tensor, window: Box, mirrored: bool = False):
+        """A split network's encoder output for ``window`` of this image (``rgb``: its RGB input
+        ``(1, 3, size, size)``), computed once and kept."""
+        key = (window, mirrored, rgb.shape[-1])
         if key not in self._embeddings:
-            self._embeddings[key] = self.runner.encode(x[:, :3])
+            self._embeddings[key] = self.runner.encode(rgb)
             while len(self._embeddings) > self.EMBEDDING_CACHE:
                 self._embeddings.popitem(last=False)
         self._embeddings.move_to_end(key)
-        return self.runner.decode(self._embeddings[key], x)
+        return self._embeddings[key]
+
+    def warm_up(self) -> None:
+        """The per-image work before the first click: SLIC, and for a split network also its
+        encoder on the whole image (the window of a first click without a box), in a second
+        thread at the same time. The encoder reads neither clicks nor superpixels, and both spend
+        most of their time outside Python's GIL, so on two cores the first click no longer waits
+        for one after the other."""
+        if self.rgb is None or not self.split or self._superpixels is not None:
+            return super().warm_up()
+        window = zoom_window(None, self.shape)
+        rgb = window_rgb(self.rgb, window, self.size)[None]
+        with ThreadPoolExecutor(1) as pool:
+            job = pool.submit(self._embedding, rgb, window)
+            super().warm_up()
+            job.result()
 
     @torch.inference_mode()
     def _predict(self, session: Session, mark) -> np.ndarray:
+        self.warm_up()  # a no-op once done; a first click that came before it overlaps its parts
         prev = self.previous_mask(session) if self.reads_prev_mask else None
         prob = self._pass(session, mark, prev)
         if self.imply_box and session.box is None:
