@@ -120,6 +120,18 @@ def test_a_tuned_encoder_trains_its_deeper_half_at_its_own_rate_and_keeps_its_st
     assert not any(k.endswith(("running_mean", "running_var")) for k in changed)
 
 
+def test_a_tuned_encoder_learns_through_the_foreground_prior():
+    # with the gradient cut at the frozen prior head, the tuned features drifted until the prior
+    # called everything an object
+    torch.manual_seed(0)
+    model = SPBoxSplit(7).train()
+    model.tune_encoder(True)
+    _, fg4 = model.encode(torch.rand(1, 3, 64, 64) * 2 - 1)
+    fg4.mean().backward()
+    grads = [p.grad for p in model.voc.bu_dec_l3.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 def test_tuning_the_encoder_of_another_network_is_refused():
     from napari_spbox.model.network import build_network
 
