@@ -38,3 +38,5 @@ $S evaluate $D/grabcut --weights $W --no-refine --jobs 2 --json $R/candidate_gra
 $S evaluate $D/davis-dev --weights $W --no-refine --jobs 2 --json $R/candidate_davis-dev.json 2>&1 | summary
 $S compare --baseline docs/results/spbox_s26_grabcut.csv docs/results/spbox_s26_davis-dev.csv \
    --candidate $R/candidate_grabcut.csv $R/candidate_davis-dev.csv --json $R/compare_natural.json 2>&1 | tail -3
+# diagnostic added after the planned checks: GrabCut with the default refinement, beside the shipped 4.52
+$S evaluate $D/grabcut --weights $W --jobs 2 --json $R/candidate_refine_grabcut.json 2>&1 | summary
