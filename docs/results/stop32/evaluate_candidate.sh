@@ -40,3 +40,9 @@ $S compare --baseline docs/results/spbox_s26_grabcut.csv docs/results/spbox_s26_
    --candidate $R/candidate_grabcut.csv $R/candidate_davis-dev.csv --json $R/compare_natural.json 2>&1 | tail -3
 # diagnostic added after the planned checks: GrabCut with the default refinement, beside the shipped 4.52
 $S evaluate $D/grabcut --weights $W --jobs 2 --json $R/candidate_refine_grabcut.json 2>&1 | summary
+# third amendment: the refined split as natural weights, on the COCO slice and DAVIS-dev, both with refinement
+$S validate $W --data $D/coco-train $D/coco-mini --jobs 2 --csv-dir $R/validation_refine \
+   --json $R/validation_refine/validation.json 2>&1 | summary
+$S evaluate $D/davis-dev --weights $W --jobs 2 --json $R/candidate_refine_davis-dev.json 2>&1 | summary
+$S compare --baseline docs/results/spbox_s26_davis-dev.csv --candidate $R/candidate_refine_davis-dev.csv \
+   --json $R/compare_refine_davis-dev.json 2>&1 | tail -3
