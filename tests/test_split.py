@@ -26,14 +26,19 @@ def _counting(predictor):
     return calls
 
 
-def test_clicks_inside_the_box_reuse_the_encoder_and_match_a_full_pass(disk_image):
+def _two_predictors(disk_image):
+    """The disk on a larger canvas (so that a zoom window is a part of the image), and two
+    predictors sharing one untrained split network."""
     torch.manual_seed(0)
     img, mask = disk_image
-    # on a larger canvas, so that the zoom window is a part of the image
     img = np.pad(img, ((40, 200), (40, 260), (0, 0)), mode="edge")
     mask = np.pad(mask, ((40, 200), (40, 260)))
     model = SPBoxSplit(7).eval()
-    pred, fresh = SPBoxPredictor(model=model), SPBoxPredictor(model=model)
+    return img, mask, SPBoxPredictor(model=model), SPBoxPredictor(model=model)
+
+
+def test_clicks_inside_the_box_reuse_the_encoder_and_match_a_full_pass(disk_image):
+    img, mask, pred, fresh = _two_predictors(disk_image)
     assert pred.split and fresh.split
     pred.set_image(img)
     calls = _counting(pred)
@@ -62,12 +67,7 @@ def test_clicks_inside_the_box_reuse_the_encoder_and_match_a_full_pass(disk_imag
 
 
 def test_warm_up_encodes_the_whole_image_and_the_first_click_reuses_it(disk_image):
-    torch.manual_seed(0)
-    img, mask = disk_image
-    img = np.pad(img, ((40, 200), (40, 260), (0, 0)), mode="edge")
-    mask = np.pad(mask, ((40, 200), (40, 260)))
-    model = SPBoxSplit(7).eval()
-    pred, fresh = SPBoxPredictor(model=model), SPBoxPredictor(model=model)
+    img, mask, pred, fresh = _two_predictors(disk_image)
     pred.set_image(img)
     calls = _counting(pred)
     pred.warm_up()  # SLIC and, beside it, the encoder on the whole image

@@ -1,13 +1,4 @@
 #!/usr/bin/env bash
-# Stop 32: click latency of the tuned split candidate and the two shipped weights, one after another in one session
-# (480x640 and native, 1 thread, 3 GrabCut images + the coffee sample, 12 clicks each; OpenCV GrabCut timed
-# beside the natural weights as the in-run baseline). Usage: bash docs/results/stop32/benchmark.sh [WEIGHTS]
-set -u
-W=${1:-runs/s32/tuned/weights.pt}
-R=docs/results/stop32
-B=".venv/bin/spbox benchmark --limit 3 --clicks 12 --threads 1 --data ../shared/datasets/grabcut coffee"
-export OMP_NUM_THREADS=1
-$B --weights $W --no-grabcut --json $R/benchmark_split.json | tail -4
-$B --weights $W --no-grabcut --no-refine --json $R/benchmark_split_norefine.json | tail -4
-$B --weights microscopy --no-grabcut --json $R/benchmark_microscopy.json | tail -4
-$B --json $R/benchmark_natural.json | tail -4
+# Stop 32: click latency of the tuned split candidate and the two shipped weights, with stop 31's script (one
+# session, 1 thread, 480x640 and native). Usage: bash docs/results/stop32/benchmark.sh [WEIGHTS]
+exec bash docs/results/stop31/benchmark.sh "${1:-runs/s32/tuned/weights.pt}" docs/results/stop32
