@@ -147,7 +147,7 @@ class SPBoxSplit(nn.Module):
         y4 = voc.bu_dec_l3(voc.bu_br_l3(voc.merge_enc_dec_l3(l2) + _up(y)))
         # the prior's stride-2 head stays frozen, but a tuned encoder is trained through it: with
         # the gradient cut there, its features drifted until the prior called everything an object
-        # (stop 32: log-odds 0.6 to 45 on GrabCut images after one epoch)
+        # and training diverged (docs/experiments/stop32_tuned_split.md)
         z = voc.merge_enc_dec_l4(l1) + _up(y4)
         fg4 = F.avg_pool2d(foreground_logit(voc.bu_dec_l4(voc.bu_br_l4(z))), 2)
         return torch.cat([y4, l2, _up(l3), fg4], 1)

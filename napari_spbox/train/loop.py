@@ -99,7 +99,8 @@ class TrainConfig:
         given.
     arch : str
         The network: efficientnet_lite0, efficientnet_lite2, resnet101, espnetv2 or
-        espnetv2-split (frozen VOC encoder, only the click decoder trains).
+        espnetv2-split (click-free VOC encoder, frozen unless ``encoder_lr_scale``; the click
+        decoder trains).
     epochs : int
         Epochs of the whole run (a resumed run goes on up to this many).
     batch_size : int
