@@ -125,7 +125,7 @@ def test_a_tuned_encoder_learns_through_the_foreground_prior():
     # called everything an object
     torch.manual_seed(0)
     model = SPBoxSplit(7).train()
-    model.tune_encoder(True)
+    model.tune_encoder()
     _, fg4 = model.encode(torch.rand(1, 3, 64, 64) * 2 - 1)
     fg4.mean().backward()
     grads = [p.grad for p in model.voc.bu_dec_l3.parameters()]

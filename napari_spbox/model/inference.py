@@ -54,7 +54,11 @@ def network_input(
         if prev is None
         else [rgb, guidance, np.asarray(prev, np.float32)[..., None]]
     )
-    x = np.concatenate(parts, axis=-1)
+    return _chw_signed(np.concatenate(parts, axis=-1))
+
+
+def _chw_signed(x: np.ndarray) -> torch.Tensor:
+    """An ``(H, W, C)`` array in [0, 1] as the network's ``(C, H, W)`` tensor in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).float().mul_(2.0).sub_(1.0)
 
 
@@ -95,8 +99,7 @@ def window_input(
 def window_rgb(rgb: np.ndarray, window: Box, size: int) -> torch.Tensor:
     """The RGB channels of :func:`window_input` alone, ``(3, size, size)`` in [-1, 1]: what a split
     network's encoder reads, available before any click or superpixel."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().mul_(2.0).sub_(1.0)
-    return crop_resize(x, window, size)
+    return crop_resize(_chw_signed(rgb), window, size)
 
 
 def paste_back(prob: torch.Tensor, window: Box, shape) -> np.ndarray:

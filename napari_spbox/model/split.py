@@ -124,13 +124,12 @@ class SPBoxSplit(nn.Module):
             voc.merge_enc_dec_l3, voc.bu_br_l3, voc.bu_dec_l3,
         ]  # fmt: skip
 
-    def tune_encoder(self, on: bool = True) -> list[nn.Parameter]:
-        """Let :meth:`tunable_encoder` train (``on``) or freeze it again; returns its parameters
-        (for an optimizer group at a smaller rate). Its BatchNorm statistics stay fixed either
-        way (:meth:`train`)."""
+    def tune_encoder(self) -> list[nn.Parameter]:
+        """Let :meth:`tunable_encoder` train; returns its parameters (for an optimizer group at a
+        smaller rate). Its BatchNorm statistics stay fixed (:meth:`train`)."""
         params = [p for m in self.tunable_encoder() for p in m.parameters()]
         for p in params:
-            p.requires_grad_(on)
+            p.requires_grad_(True)
         return params
 
     def voc_features(self, rgb: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,7 @@ def parameter_groups(model, encoder_lr_scale: float = 0.0) -> list[dict]:
         return [{"params": list(model.parameters()), "lr_scale": 1.0}]
     if not hasattr(model, "tune_encoder"):
         raise ValueError(f"--tune-encoder is for espnetv2-split networks, not {model.arch!r}")
-    encoder = {id(p) for p in model.tune_encoder(True)}
+    encoder = {id(p) for p in model.tune_encoder()}
     rest = [p for p in model.parameters() if id(p) not in encoder]
     tuned = [p for p in model.parameters() if id(p) in encoder]
     return [{"params": rest, "lr_scale": 1.0}, {"params": tuned, "lr_scale": encoder_lr_scale}]
