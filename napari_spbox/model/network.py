@@ -317,6 +317,9 @@ ARCHITECTURES = {
     "espnetv2-split": "SPBoxSplit",
     "ensemble": Ensemble,
 }
+#: A network name with this suffix is that network, frozen, with a learned outline head
+#: (:mod:`~napari_spbox.model.outline`).
+OUTLINE_SUFFIX = "+outline"
 
 
 def build_network(
@@ -331,12 +334,19 @@ def build_network(
     found by :func:`~napari_spbox.model.espnetv2.voc_weights_file`).
 
     ``ensemble`` needs ``members``, the architecture names of its networks (built untrained).
-    ``in_channels`` :data:`PREV_MASK_CHANNELS` adds the previous-mask input.
+    ``in_channels`` :data:`PREV_MASK_CHANNELS` adds the previous-mask input. A name ending in
+    :data:`OUTLINE_SUFFIX` gives that network with an outline head
+    (:class:`~napari_spbox.model.outline.SPBoxOutline`).
     """
     if in_channels not in (IN_CHANNELS, PREV_MASK_CHANNELS):
         raise ValueError(
             f"a network reads {IN_CHANNELS} or {PREV_MASK_CHANNELS} channels, not {in_channels}"
         )
+    if arch.endswith(OUTLINE_SUFFIX):
+        from .outline import SPBoxOutline
+
+        base = arch[: -len(OUTLINE_SUFFIX)]
+        return SPBoxOutline(build_network(base, pretrained, imagenet_checkpoint, members, in_channels))
     if arch in _LITE_STAGES:
         return SPBoxLite(pretrained=pretrained, arch=arch, in_channels=in_channels)
     if arch == "resnet101":

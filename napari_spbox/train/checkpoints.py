@@ -80,6 +80,8 @@ def training_recipe(config, lr: float, prev_mask: bool, device_type: str, proces
         "lr": lr,
         "optimizer": c.optimizer,
         "encoder_lr_scale": c.encoder_lr_scale,
+        "outline_head": c.outline_head,
+        "boundary_weight": c.boundary_weight,
         "seed": c.seed,
         "repeats": c.repeats,
         "iterative": c.p_iterative,

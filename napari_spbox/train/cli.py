@@ -122,6 +122,8 @@ def train_config(args):
         freeze_bn=args.freeze_bn,
         optimizer=args.optimizer,
         encoder_lr_scale=args.tune_encoder,
+        outline_head=args.outline_head,
+        boundary_weight=args.boundary_weight,
         val_pipeline=args.val_pipeline,
         p_union=args.union,
         keep_epochs=args.keep_epochs,
@@ -273,6 +275,20 @@ def add_parsers(sub) -> None:
         metavar="SCALE",
         help="espnetv2-split: also train its encoder's levels 3-4 and VOC decoder at SCALE times "
         "the learning rate (e.g. 0.1; default 0: frozen). It still reads no click",
+    )
+    t.add_argument(
+        "--outline-head",
+        action="store_true",
+        help="freeze the --init network and train only a full-resolution outline head on its "
+        "logits (model.outline; the head replaces the GrabCut edge refinement)",
+    )
+    t.add_argument(
+        "--boundary-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the cross-entropy of the pixels within a few px of the object's outline "
+        "(train.losses.with_boundary_term; default 0: off)",
     )
     t.add_argument(
         "--freeze-bn",

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..model.network import PREV_MASK_CHANNELS
+from ..model.outline import SPBoxOutline
 from ..model.weights import INPUT_SIZE, load_model
 from .checkpoints import (
     _improves,
@@ -45,7 +46,7 @@ from .iterative import (
     _error_click_pool,
     _pool_init,
 )
-from .losses import loss_function, normalized_focal_loss
+from .losses import loss_function, normalized_focal_loss, with_boundary_term
 from .model_setup import (
     PREV_MASK_LR_SCALE,
     _batch_norms,
@@ -160,6 +161,12 @@ class TrainConfig:
         espnetv2-split only: its encoder's deeper half (levels 3-4 and the VOC decoder,
         :meth:`~napari_spbox.model.split.SPBoxSplit.tune_encoder`) trains at this multiple of the
         learning rate; 0 keeps the whole encoder frozen (``--tune-encoder``).
+    outline_head : bool
+        Freeze the ``init`` network and train only a full-resolution outline head on its logits
+        (:class:`~napari_spbox.model.outline.SPBoxOutline`; ``--outline-head``).
+    boundary_weight : float
+        Weight of the outline term added to the loss
+        (:func:`~napari_spbox.train.losses.with_boundary_term`; ``--boundary-weight``).
     freeze_bn : bool
         Keep BatchNorm statistics and affine parameters fixed (fine-tuning at small batches).
     val_pipeline : bool
@@ -220,11 +227,17 @@ class TrainConfig:
     iterative_decay: float = 1.0
     optimizer: str = "sgd"
     encoder_lr_scale: float = 0.0
+    outline_head: bool = False
+    boundary_weight: float = 0.0
 
     def __post_init__(self):
         _check_decay(self.iterative_decay)  # before any work, not at the first iterative batch
         if self.encoder_lr_scale < 0:
             raise ValueError(f"the encoder's rate scale must be >= 0, not {self.encoder_lr_scale}")
+        if self.outline_head and not self.init:
+            raise ValueError("--outline-head trains a head on a trained network: give --init")
+        if self.boundary_weight < 0:
+            raise ValueError(f"the boundary weight must be >= 0, not {self.boundary_weight}")
 
 
 def train(config: TrainConfig, *args, **kwargs) -> Path:
@@ -257,6 +270,8 @@ def _train(c: TrainConfig) -> Path:
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(c.init, device="cpu").train() if c.init else None
+    if c.outline_head:
+        model = SPBoxOutline(model)
     # weights that read a previous mask (the shipped ones since stop 26) go on reading it
     prev_mask = c.prev_mask or (model is not None and model.in_channels == PREV_MASK_CHANNELS)
 
@@ -286,7 +301,7 @@ def _train(c: TrainConfig) -> Path:
         start_epoch, step = load_checkpoint(c.resume, model, opt)
     net = wrap_model(model, device) if distributed else model
     scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
-    loss_fn = loss_function(c.loss)
+    loss_fn = with_boundary_term(loss_function(c.loss), c.boundary_weight)
     if rank == 0:
         start_log(out_dir)
 

@@ -38,7 +38,8 @@ def prepare_model(model, arch: str, prev_mask: bool, device: torch.device, freez
         model = build_network(arch, pretrained=True, in_channels=channels)
     if prev_mask:
         model = add_prev_mask_input(model).train()
-        _speed_up_prev_mask_filters(model)
+        if model.stem_conv.weight.requires_grad:  # not a frozen base under an outline head
+            _speed_up_prev_mask_filters(model)
     model = model.to(device)
     if freeze_bn:
         for m in _batch_norms(model):
