@@ -717,6 +717,9 @@ def test_train_command_line_makes_the_config_it_always_passed():
         "--prev-mask",
         "--freeze-bn",
         "--val-pipeline",
+        "--outline-head",
+        "--boundary-weight",
+        "0.5",
     ]
     assert train_config(build_parser().parse_args(argv)) == TrainConfig(
         ["a"],
@@ -748,6 +751,8 @@ def test_train_command_line_makes_the_config_it_always_passed():
         prev_mask=True,
         freeze_bn=True,
         val_pipeline=True,
+        outline_head=True,
+        boundary_weight=0.5,
     )
 
 

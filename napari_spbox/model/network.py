@@ -345,8 +345,10 @@ def build_network(
     if arch.endswith(OUTLINE_SUFFIX):
         from .outline import SPBoxOutline
 
-        base = arch[: -len(OUTLINE_SUFFIX)]
-        return SPBoxOutline(build_network(base, pretrained, imagenet_checkpoint, members, in_channels))
+        base = build_network(
+            arch[: -len(OUTLINE_SUFFIX)], pretrained, imagenet_checkpoint, members, in_channels
+        )
+        return SPBoxOutline(base)
     if arch in _LITE_STAGES:
         return SPBoxLite(pretrained=pretrained, arch=arch, in_channels=in_channels)
     if arch == "resnet101":
