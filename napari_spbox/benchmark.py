@@ -326,6 +326,7 @@ def run_benchmark(
     backend: str = "auto",
     refine: bool | None = None,
     precise_edges: bool = False,
+    refine_side: int | None = None,
 ) -> dict:
     """Run the benchmark and return the JSON-ready summary (see the module docstring).
 
@@ -353,6 +354,8 @@ def run_benchmark(
         Time the click with edge refinement or without it; by default as the weights' card says.
     precise_edges : bool
         Time the "precise edges" refinement (full size, 3 iterations) instead of the default one.
+    refine_side : int, optional
+        Time the default refinement at this side (the pipeline's own when omitted).
     """
     import torch
     from tqdm import tqdm
@@ -376,7 +379,14 @@ def run_benchmark(
         "precise" if precise_edges else (None if refine is None else ("fast" if refine else "off"))
     )
     spbox = make_predictor(
-        PredictorSettings("spbox", weights=weights, device=device, backend=backend, edges=edges)
+        PredictorSettings(
+            "spbox",
+            weights=weights,
+            device=device,
+            backend=backend,
+            edges=edges,
+            refine_side=refine_side,
+        )
     )
     load_ms = (time.perf_counter() - t0) * 1000.0
     gc = make_predictor(PredictorSettings("grabcut", iterations=5)) if grabcut else None
@@ -415,6 +425,7 @@ def run_benchmark(
         "model_load_ms": load_ms,
         "input_size": spbox.size,
         "refine": "precise" if spbox.refine and spbox.precise_edges else spbox.refine,
+        "refine_side": spbox.refine_side,
         "n_superpixels": spbox.n_segments,
         "clicks_per_image": clicks,
         "images": [name for name, *_ in images],
@@ -474,6 +485,7 @@ def cmd_benchmark(args) -> int:
         backend=args.backend,
         refine=False if args.no_refine else None,
         precise_edges=args.precise_edges,
+        refine_side=args.refine_side,
     )
     print(format_table(result))
     short = [
@@ -541,6 +553,13 @@ def add_benchmark_parser(subparsers):
         "--precise-edges",
         action="store_true",
         help="time the full-size, 3-iteration edge refinement",
+    )
+    b.add_argument(
+        "--refine-side",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="time the edge refinement at most PX pixels a side (default: the pipeline's own)",
     )
     b.add_argument("--no-grabcut", action="store_true", help="skip the OpenCV GrabCut comparison")
     b.set_defaults(func=cmd_benchmark)

@@ -47,6 +47,9 @@ class PredictorSettings:
         spbox: how the network runs (``auto``, ``onnx``, ``fused``, ``torch``).
     iterations : int, optional
         grabcut: GrabCut iterations per click.
+    refine_side : int, optional
+        spbox: the side in pixels the default edge refinement runs at; the pipeline's own
+        (:data:`~napari_spbox.core.predictor.REFINE_MAX_SIDE`) when ``None``.
 
     Raises
     ------
@@ -66,6 +69,7 @@ class PredictorSettings:
     flip: bool = False
     backend: str = "auto"
     iterations: int | None = None
+    refine_side: int | None = None
 
     #: The options each method reads (``superpixels`` is common to all).
     OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -78,6 +82,7 @@ class PredictorSettings:
             "imply_box",
             "flip",
             "backend",
+            "refine_side",
         ),
         "grabcut": ("iterations",),
         "random-walker": (),
@@ -136,6 +141,7 @@ class PredictorSettings:
                 flip=self.flip,
                 refine=None if self.edges is None else self.edges != "off",
                 precise_edges=None if self.edges is None else self.edges == "precise",
+                refine_side=self.refine_side,
             )
         elif self.method == "grabcut" and self.iterations is not None:
             kw["iterations"] = self.iterations

@@ -128,3 +128,28 @@ def test_refinement_on_a_reduced_copy_still_snaps(disk_image):
     s = _session(mask.shape, [(80, 100, True), (80, 150, False)])
     prob = refine_edges(to_rgb_float(img), _prob(shifted), s, Box(0, 0, 159, 199), max_side=100)
     assert iou(prob > 0.49, mask) > 0.95
+
+
+def test_the_refinement_runs_at_the_side_asked_for(disk_image, monkeypatch):
+    """``refine_side`` (``--refine-side``) reaches the refinement; the default keeps the
+    pipeline's own side; a side too small to hold an outline is refused."""
+    from napari_spbox.model import inference
+    from napari_spbox.predictors import PredictorSettings, make_predictor
+
+    sides = []
+
+    def recording(*args, **kw):
+        sides.append(kw.get("max_side", "default"))
+        return refine_edges(*args, **kw)
+
+    monkeypatch.setattr(inference, "refine_edges", recording)
+    img, mask = disk_image
+    s = _session(mask.shape, [(80, 100, True), (80, 150, False)])
+    for side, expected in ((None, "default"), (64, 64)):
+        sides.clear()
+        pred = make_predictor(PredictorSettings("spbox", refine_side=side))
+        pred.set_image(img)
+        assert iou(pred.predict(s).mask, mask) > 0.9
+        assert sides and set(sides) == {expected}
+    with pytest.raises(ValueError, match="at least 16 px"):
+        inference.SPBoxPredictor(refine_side=8)

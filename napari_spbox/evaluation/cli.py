@@ -43,6 +43,7 @@ def cmd_evaluate(args) -> int:
         click_consistency=not args.raw_network,
         flip=args.flip,
         imply_box=not (args.raw_network or args.no_implied_box),
+        refine_side=args.refine_side,
     )
     predictor = make_predictor(settings)  # bad weights fail here, once
     if args.jobs > 1 and args.method == "spbox":
@@ -188,6 +189,14 @@ def add_parsers(sub) -> None:
         "--no-refine",
         action="store_true",
         help="spbox: without edge refinement (click consistency kept)",
+    )
+    e.add_argument(
+        "--refine-side",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="spbox: the edge refinement runs on the window reduced to at most PX pixels a side "
+        "(default: the pipeline's own)",
     )
     e.add_argument(
         "--precise-edges",

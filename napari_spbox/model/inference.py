@@ -160,6 +160,10 @@ class SPBoxPredictor(Predictor):
         Average the network's logits with those of its pass on the mirrored input (test-time
         augmentation, as RITM's predictor does): a second network pass per pass, the output
         symmetric under mirroring.
+    refine_side : int, optional
+        The side the default refinement runs at (the window reduced to at most this many pixels);
+        :data:`~napari_spbox.core.predictor.REFINE_MAX_SIDE` when omitted. Not with
+        ``precise_edges``, which refines at full size.
 
     Weights with a previous-mask input (``spbox train --prev-mask``) also read the mask of the
     session before its last click. The predictor keeps the last :data:`PREV_CACHE` masks per image,
@@ -187,6 +191,7 @@ class SPBoxPredictor(Predictor):
         imply_box: bool = True,
         precise_edges: bool | None = None,
         flip: bool = False,
+        refine_side: int | None = None,
         **kw,
     ):
         super().__init__(**kw)
@@ -203,6 +208,9 @@ class SPBoxPredictor(Predictor):
         self.imply_box = imply_box
         self.precise_edges = edges == "precise" if precise_edges is None else precise_edges
         self.flip = flip
+        if refine_side is not None and refine_side < 16:
+            raise ValueError(f"the refinement's side must be at least 16 px, not {refine_side}")
+        self.refine_side = refine_side
         if model is not None:
             self.model = model
             self.runner = make_runner(model, self.device, "torch")
@@ -331,7 +339,10 @@ class SPBoxPredictor(Predictor):
             # refined from the click-consistent mask, so corrections already made are not undone;
             # without a box the window is the whole image and refining lowered the validation mIoU@1
             # (0.335 -> 0.323)
-            setting = PRECISE_REFINE if self.precise_edges else {}
+            if self.precise_edges:
+                setting = PRECISE_REFINE
+            else:
+                setting = {} if self.refine_side is None else {"max_side": self.refine_side}
             refine_edges(self.rgb, prob, session, window, self.threshold, **setting)
             if self.click_consistency:
                 enforce_clicks(prob, sp, session)

@@ -64,6 +64,7 @@ def cmd_validate(args) -> int:
             per_object=per_object,
             flip=args.flip,
             refine=not args.no_refine,
+            refine_side=args.refine_side,
         )
         results.append({"weights": w, "objects": len(val), **r})
         if args.csv_dir:  # a file per weights, named after its path: runs/a/e8.pt -> runs_a_e8.csv
@@ -333,6 +334,13 @@ def add_parsers(sub) -> None:
         "--no-refine",
         action="store_true",
         help="the pipeline without its edge refinement (evaluate --no-refine)",
+    )
+    v.add_argument(
+        "--refine-side",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="the edge refinement at most PX pixels a side (evaluate --refine-side)",
     )
     v.add_argument("--json", default=None)
     v.add_argument(

@@ -61,6 +61,7 @@ def validate(
     per_object: list | None = None,
     flip: bool = False,
     refine: bool = True,
+    refine_side: int | None = None,
 ) -> dict:
     """Standard robot user on held-apart training objects: NoC@85/90 and mIoU after 5 clicks.
 
@@ -74,7 +75,8 @@ def validate(
     side, the one it is trained at. A ``per_object`` list receives each object's record (name,
     IoU per click), for paired comparisons between weights (``spbox validate --csv-dir``).
     ``flip`` scores the predictor's mirrored test-time augmentation (:class:`SPBoxPredictor`);
-    ``refine=False`` leaves the edge refinement out of the pipeline.
+    ``refine=False`` leaves the edge refinement out of the pipeline; ``refine_side`` sets the side
+    it runs at (:class:`SPBoxPredictor`).
     """
     was_training = model.training
     model.eval()
@@ -85,6 +87,7 @@ def validate(
         "refine": pipeline and refine,
         "imply_box": pipeline,
         "flip": flip,
+        "refine_side": refine_side,
     }
     with tempfile.TemporaryDirectory() as tmp:
         if jobs > 1:
@@ -111,4 +114,6 @@ def validate(
         out["pipeline"] = True
         if not refine:
             out["refine"] = False
+        elif refine_side is not None:
+            out["refine_side"] = refine_side
     return out
