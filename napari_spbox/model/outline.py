@@ -1,5 +1,5 @@
 """A learned outline head on a trained, frozen network: the mask's edge placed at the window's
-full resolution, in place of the GrabCut edge refinement.
+full resolution, meant to take the place of the GrabCut edge refinement.
 
 The SPBox networks predict at a quarter of the 320 px window and their logits are upsampled, so
 their outline is a few pixels off where the object ends; the pipeline makes up for it with
@@ -10,6 +10,9 @@ frozen network's logits, and predicts a correction of those logits (as SegFix an
 a coarse mask from the image). Its last convolution starts at zero, so an untrained head gives the
 frozen network's output exactly; only the head trains (``spbox train --outline-head``), so a step
 costs the frozen network's forward pass and the head's.
+
+An experiment, not used by any shipped weights: the head trained in stop 33 did not replace the
+refinement (docs/experiments/stop33_outline_head.md).
 """
 
 from __future__ import annotations

@@ -281,7 +281,7 @@ def add_parsers(sub) -> None:
         "--outline-head",
         action="store_true",
         help="freeze the --init network and train only a full-resolution outline head on its "
-        "logits (model.outline; the head replaces the GrabCut edge refinement)",
+        "logits (model.outline; an experiment: docs/experiments/stop33_outline_head.md)",
     )
     t.add_argument(
         "--boundary-weight",
