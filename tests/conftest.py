@@ -36,3 +36,10 @@ def disk_dataset(tmp_path, disk_image):
     Image.fromarray(img).save(root / "img" / "disk.png")
     Image.fromarray(mask.astype(np.uint8) * 255).save(root / "gt" / "disk.png")
     return root
+
+
+@pytest.fixture
+def tiny_training():
+    """``TrainConfig`` options of a seconds-long CPU run on the small test images: batch 2 at
+    64 px, no validation, no progress bars, objects of 100 px and more."""
+    return {"batch_size": 2, "size": 64, "val_objects": 0, "progress": False, "min_area": 100}

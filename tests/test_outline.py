@@ -71,7 +71,7 @@ def test_a_trained_head_moves_an_outline_that_is_off_onto_the_objects_edge(disk_
     assert before < 0.85 and iou() > 0.95
 
 
-def test_training_the_head_never_moves_the_network_under_it(tmp_path, disk_dataset):
+def test_training_the_head_never_moves_the_network_under_it(tmp_path, disk_dataset, tiny_training):
     from napari_spbox.train.loop import TrainConfig, train
 
     init = save_weights(build_network(pretrained=False), tmp_path / "init.pt")
@@ -81,17 +81,13 @@ def test_training_the_head_never_moves_the_network_under_it(tmp_path, disk_datas
             [disk_dataset],
             tmp_path / "run",
             epochs=1,
-            batch_size=2,
-            size=64,
-            val_objects=0,
-            progress=False,
-            min_area=100,
             init=init,
             outline_head=True,
             boundary_weight=1.0,
             p_iterative=1.0,  # iterative clicks switch the model to eval and back
             lr=0.05,
             optimizer="adamw",
+            **tiny_training,
         )
     )
     end = torch.load(ckpt, weights_only=True)["model"]

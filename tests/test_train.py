@@ -85,7 +85,9 @@ def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
     assert all(torch.equal(kept[k], last[k]) for k in last)
 
 
-def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, disk_image):
+def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(
+    tmp_path, disk_image, tiny_training
+):
     from napari_spbox.train.loop import TrainConfig, train
 
     data = _tiny_folder(tmp_path, disk_image)
@@ -98,15 +100,11 @@ def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(tmp_path, 
             [data],
             tmp_path / "run",
             epochs=1,
-            batch_size=2,
-            size=64,
-            val_objects=0,
-            progress=False,
-            min_area=100,
             init=init,
             freeze_bn=True,
             p_iterative=1.0,
             lr=0.05,
+            **tiny_training,
         )
     )
     end = torch.load(ckpt, weights_only=True)["model"]
