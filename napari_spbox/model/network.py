@@ -320,6 +320,8 @@ ARCHITECTURES = {
 #: A network name with this suffix is that network, frozen, with a learned outline head
 #: (:mod:`~napari_spbox.model.outline`).
 OUTLINE_SUFFIX = "+outline"
+#: The same with a head that also reads the window's colour model.
+COLOUR_SUFFIX = "+outline-colour"
 
 
 def build_network(
@@ -335,20 +337,21 @@ def build_network(
 
     ``ensemble`` needs ``members``, the architecture names of its networks (built untrained).
     ``in_channels`` :data:`PREV_MASK_CHANNELS` adds the previous-mask input. A name ending in
-    :data:`OUTLINE_SUFFIX` gives that network with an outline head
+    :data:`OUTLINE_SUFFIX` (or :data:`COLOUR_SUFFIX`) gives that network with an outline head
     (:class:`~napari_spbox.model.outline.SPBoxOutline`).
     """
     if in_channels not in (IN_CHANNELS, PREV_MASK_CHANNELS):
         raise ValueError(
             f"a network reads {IN_CHANNELS} or {PREV_MASK_CHANNELS} channels, not {in_channels}"
         )
-    if arch.endswith(OUTLINE_SUFFIX):
-        from .outline import SPBoxOutline
+    for suffix in (OUTLINE_SUFFIX, COLOUR_SUFFIX):
+        if arch.endswith(suffix):
+            from .outline import SPBoxOutline
 
-        base = build_network(
-            arch[: -len(OUTLINE_SUFFIX)], pretrained, imagenet_checkpoint, members, in_channels
-        )
-        return SPBoxOutline(base)
+            base = build_network(
+                arch[: -len(suffix)], pretrained, imagenet_checkpoint, members, in_channels
+            )
+            return SPBoxOutline(base, colour=suffix == COLOUR_SUFFIX)
     if arch in _LITE_STAGES:
         return SPBoxLite(pretrained=pretrained, arch=arch, in_channels=in_channels)
     if arch == "resnet101":

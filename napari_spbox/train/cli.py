@@ -279,9 +279,13 @@ def add_parsers(sub) -> None:
     )
     t.add_argument(
         "--outline-head",
-        action="store_true",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=[True, "colour"],
         help="freeze the --init network and train only a full-resolution outline head on its "
-        "logits (model.outline; an experiment: docs/experiments/stop33_outline_head.md)",
+        "logits (model.outline; an experiment: docs/experiments/stop33_outline_head.md); "
+        "'--outline-head colour': the head also reads the window's colour model",
     )
     t.add_argument(
         "--boundary-weight",

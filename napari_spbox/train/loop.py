@@ -161,9 +161,10 @@ class TrainConfig:
         espnetv2-split only: its encoder's deeper half (levels 3-4 and the VOC decoder,
         :meth:`~napari_spbox.model.split.SPBoxSplit.tune_encoder`) trains at this multiple of the
         learning rate; 0 keeps the whole encoder frozen (``--tune-encoder``).
-    outline_head : bool
+    outline_head : bool or str
         Freeze the ``init`` network and train only a full-resolution outline head on its logits
-        (:class:`~napari_spbox.model.outline.SPBoxOutline`; ``--outline-head``).
+        (:class:`~napari_spbox.model.outline.SPBoxOutline`; ``--outline-head``); ``"colour"``:
+        a head that also reads the window's colour model (``--outline-head colour``).
     boundary_weight : float
         Weight of the outline term added to the loss
         (:func:`~napari_spbox.train.losses.with_boundary_term`; ``--boundary-weight``).
@@ -227,13 +228,15 @@ class TrainConfig:
     iterative_decay: float = 1.0
     optimizer: str = "sgd"
     encoder_lr_scale: float = 0.0
-    outline_head: bool = False
+    outline_head: bool | str = False
     boundary_weight: float = 0.0
 
     def __post_init__(self):
         _check_decay(self.iterative_decay)  # before any work, not at the first iterative batch
         if self.encoder_lr_scale < 0:
             raise ValueError(f"the encoder's rate scale must be >= 0, not {self.encoder_lr_scale}")
+        if self.outline_head not in (False, True, "colour"):
+            raise ValueError(f"outline_head is True, False or 'colour', not {self.outline_head!r}")
         if self.outline_head and not self.init:
             raise ValueError("--outline-head trains a head on a trained network: give --init")
         if self.boundary_weight < 0:
@@ -271,7 +274,7 @@ def _train(c: TrainConfig) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(c.init, device="cpu").train() if c.init else None
     if c.outline_head:
-        model = SPBoxOutline(model)
+        model = SPBoxOutline(model, colour=c.outline_head == "colour")
     # weights that read a previous mask (the shipped ones since stop 26) go on reading it
     prev_mask = c.prev_mask or (model is not None and model.in_channels == PREV_MASK_CHANNELS)
 
