@@ -17,12 +17,15 @@ from napari_spbox.model.weights import load_model, save_weights
 from napari_spbox.train.losses import outline_band, with_boundary_term
 
 
-def test_an_untrained_head_gives_the_networks_own_output():
+@pytest.mark.parametrize("colour", [False, True])
+def test_an_untrained_head_gives_the_networks_own_output(colour):
     torch.manual_seed(0)
     base = build_network(in_channels=7).eval()
-    model = SPBoxOutline(base).train()
+    model = SPBoxOutline(base, colour).train()
     assert not model.base.training, "the frozen network keeps its BatchNorm statistics"
-    assert model.arch == "efficientnet_lite0+outline" and model.in_channels == 7
+    arch = "efficientnet_lite0+outline" + ("-colour" if colour else "")
+    assert model.arch == arch and model.in_channels == 7
+    assert build_network(arch, in_channels=7).head.colour == colour
     assert all(not p.requires_grad for p in model.base.parameters())
     x = torch.rand(2, 7, 64, 64) * 2 - 1
     with torch.no_grad():
@@ -104,14 +107,17 @@ def test_an_outline_head_needs_a_trained_network(tmp_path):
 
     with pytest.raises(ValueError, match="--init"):
         TrainConfig(["a"], tmp_path, outline_head=True)
+    with pytest.raises(ValueError, match="'colour'"):
+        TrainConfig(["a"], tmp_path, init="w.pt", outline_head="color")
 
 
+@pytest.mark.parametrize("colour", [False, True])
 def test_outline_weights_give_the_same_masks_in_onnx_runtime_and_torch(
-    tmp_path, monkeypatch, disk_image
+    tmp_path, monkeypatch, disk_image, colour
 ):
     monkeypatch.setenv("SPBOX_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
-    model = SPBoxOutline(build_network(in_channels=7).eval())
+    model = SPBoxOutline(build_network(in_channels=7).eval(), colour)
     for p in model.head.parameters():  # a head that does something
         p.data.normal_(0, 0.3)
     path = save_weights(model.eval(), tmp_path / "outline.pt", half=False)
