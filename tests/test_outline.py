@@ -77,7 +77,8 @@ def test_a_trained_head_moves_an_outline_that_is_off_onto_the_objects_edge(disk_
 def test_training_the_head_never_moves_the_network_under_it(tmp_path, disk_dataset, tiny_training):
     from napari_spbox.train.loop import TrainConfig, train
 
-    init = save_weights(build_network(pretrained=False), tmp_path / "init.pt")
+    # a network that reads the previous mask, as the shipped ones do
+    init = save_weights(build_network(in_channels=7), tmp_path / "init.pt")
     start = load_model(init).state_dict()
     ckpt = train(
         TrainConfig(

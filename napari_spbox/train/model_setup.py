@@ -19,6 +19,8 @@ def _speed_up_prev_mask_filters(model, scale: float = PREV_MASK_LR_SCALE) -> Non
     """Scale the gradient of the stem's previous-mask filters (the 7th input channel) by
     ``scale``."""
     stem = model.stem_conv
+    if not stem.weight.requires_grad:  # a frozen network (under an outline head) learns nothing
+        return
     factor = torch.ones(1, stem.weight.shape[1], 1, 1)
     factor[:, PREV_MASK_CHANNELS - 1] = scale
     stem.weight.register_hook(lambda grad: grad * factor.to(grad.device))
@@ -38,8 +40,7 @@ def prepare_model(model, arch: str, prev_mask: bool, device: torch.device, freez
         model = build_network(arch, pretrained=True, in_channels=channels)
     if prev_mask:
         model = add_prev_mask_input(model).train()
-        if model.stem_conv.weight.requires_grad:  # not a frozen base under an outline head
-            _speed_up_prev_mask_filters(model)
+        _speed_up_prev_mask_filters(model)
     model = model.to(device)
     if freeze_bn:
         for m in _batch_norms(model):
