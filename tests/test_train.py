@@ -85,6 +85,36 @@ def test_train_command_writes_resumable_checkpoint(tmp_path, disk_image):
     assert all(torch.equal(kept[k], last[k]) for k in last)
 
 
+def test_excluded_images_are_never_trained_on(tmp_path, disk_image, tiny_training):
+    from napari_spbox.train.loop import TrainConfig, train
+
+    data = _tiny_folder(tmp_path, disk_image)
+    (tmp_path / "kept_apart.txt").write_text("# a confirmation slice\n0.png\n\n2.png\n")
+    train(TrainConfig([data], tmp_path / "run", epochs=1, repeats=2, **tiny_training))
+    train(
+        TrainConfig(
+            [data],
+            tmp_path / "run_excl",
+            epochs=1,
+            repeats=2,
+            exclude_images=tmp_path / "kept_apart.txt",
+            **tiny_training,
+        )
+    )
+    card = json.loads((tmp_path / "run_excl" / "weights.json").read_text())
+    full = json.loads((tmp_path / "run" / "weights.json").read_text())
+    # one object of three, two samples of it: one batch of two, where all three made three
+    assert (card["steps"], full["steps"]) == (1, 3)
+    assert card["recipe"]["exclude_images"] == str(tmp_path / "kept_apart.txt")
+    (tmp_path / "all.txt").write_text("0.png\n1.png\n2.png\n")
+    with pytest.raises(ValueError, match="excludes every training image"):
+        train(
+            TrainConfig(
+                [data], tmp_path / "run_all", exclude_images=tmp_path / "all.txt", **tiny_training
+            )
+        )
+
+
 def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(
     tmp_path, disk_image, tiny_training
 ):
@@ -718,6 +748,8 @@ def test_train_command_line_makes_the_config_it_always_passed():
         "--outline-head",
         "--boundary-weight",
         "0.5",
+        "--exclude-images",
+        "x.txt",
     ]
     assert train_config(build_parser().parse_args(argv)) == TrainConfig(
         ["a"],
@@ -751,6 +783,7 @@ def test_train_command_line_makes_the_config_it_always_passed():
         val_pipeline=True,
         outline_head=True,
         boundary_weight=0.5,
+        exclude_images="x.txt",
     )
 
 

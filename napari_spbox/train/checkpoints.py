@@ -82,6 +82,7 @@ def training_recipe(config, lr: float, prev_mask: bool, device_type: str, proces
         "encoder_lr_scale": c.encoder_lr_scale,
         "outline_head": c.outline_head,
         "boundary_weight": c.boundary_weight,
+        "exclude_images": str(c.exclude_images) if c.exclude_images else None,
         "seed": c.seed,
         "repeats": c.repeats,
         "iterative": c.p_iterative,

@@ -125,6 +125,7 @@ def train_config(args):
         encoder_lr_scale=args.tune_encoder,
         outline_head=args.outline_head,
         boundary_weight=args.boundary_weight,
+        exclude_images=args.exclude_images,
         val_pipeline=args.val_pipeline,
         p_union=args.union,
         keep_epochs=args.keep_epochs,
@@ -294,6 +295,13 @@ def add_parsers(sub) -> None:
         metavar="W",
         help="add W x the cross-entropy of the pixels within a few px of the object's outline "
         "(train.losses.with_boundary_term; default 0: off)",
+    )
+    t.add_argument(
+        "--exclude-images",
+        default=None,
+        metavar="FILE",
+        help="a text file of image file names, one a line: their objects are never trained on "
+        "(a slice kept to check the run afterwards)",
     )
     t.add_argument(
         "--freeze-bn",

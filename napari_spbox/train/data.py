@@ -81,6 +81,35 @@ def cap_per_image(items, max_per_image: int = MAX_PER_IMAGE, seed: int = 0) -> l
     return [items[k] for k in sorted(keep)]
 
 
+def without_images(items, names) -> list[Item]:
+    """``items`` less every object of the images named in ``names`` (file names, no folder): a
+    slice kept apart from a run so that it can later check it (``spbox train --exclude-images``).
+
+    >>> from pathlib import Path
+    >>> its = [Item("a#1", Path("x/a.png")), Item("a#2", Path("x/a.png")), Item("b", Path("y/b.jpg"))]
+    >>> [i.name for i in without_images(its, {"a.png"})]
+    ['b']
+    """
+    names = set(names)
+    return [i for i in items if Path(i.image_path).name not in names]
+
+
+def read_image_names(path) -> set[str]:
+    """The image file names listed in a text file, one a line (blank lines and ``#`` comments
+    skipped), for :func:`without_images`.
+
+    Raises
+    ------
+    ValueError
+        If the file lists no name.
+    """
+    lines = Path(path).read_text().splitlines()
+    names = {ln.split("#", 1)[0].strip() for ln in lines} - {""}
+    if not names:
+        raise ValueError(f"{path} lists no image file name")
+    return names
+
+
 def split_items(items, val_fraction: float = 0.05):
     """Deterministic train/validation split by image file, so no image is in both."""
 

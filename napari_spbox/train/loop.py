@@ -37,7 +37,13 @@ from .checkpoints import (
     training_recipe,
     write_log_json,
 )
-from .data import MIN_AREA, ClickSampleDataset, SuperpixelCache
+from .data import (
+    MIN_AREA,
+    ClickSampleDataset,
+    SuperpixelCache,
+    read_image_names,
+    without_images,
+)
 from .distributed import finish_distributed, init_distributed, training_device, wrap_model
 from .iterative import (
     _add_error_clicks,
@@ -165,6 +171,10 @@ class TrainConfig:
         Freeze the ``init`` network and train only a full-resolution outline head on its logits
         (:class:`~napari_spbox.model.outline.SPBoxOutline`; ``--outline-head``); ``"colour"``:
         a head that also reads the window's colour model (``--outline-head colour``).
+    exclude_images : str or Path, optional
+        A text file of image file names (one a line) whose objects this run never trains on,
+        e.g. a slice kept to confirm the run with afterwards
+        (:func:`~napari_spbox.train.data.without_images`; ``--exclude-images``).
     boundary_weight : float
         Weight of the outline term added to the loss
         (:func:`~napari_spbox.train.losses.with_boundary_term`; ``--boundary-weight``).
@@ -230,6 +240,7 @@ class TrainConfig:
     encoder_lr_scale: float = 0.0
     outline_head: bool | str = False
     boundary_weight: float = 0.0
+    exclude_images: str | Path | None = None
 
     def __post_init__(self):
         _check_decay(self.iterative_decay)  # before any work, not at the first iterative batch
@@ -279,6 +290,10 @@ def _train(c: TrainConfig) -> Path:
     prev_mask = c.prev_mask or (model is not None and model.in_channels == PREV_MASK_CHANNELS)
 
     train_items, val_items = held_apart(c.data, c.min_area)
+    if c.exclude_images:
+        train_items = without_images(train_items, read_image_names(c.exclude_images))
+        if not train_items:
+            raise ValueError(f"{c.exclude_images} excludes every training image of {c.data}")
     cache = SuperpixelCache(c.cache_dir or out_dir / "superpixels")
     ds = ClickSampleDataset(
         train_items,
