@@ -86,7 +86,8 @@ def without_images(items, names) -> list[Item]:
     slice kept apart from a run so that it can later check it (``spbox train --exclude-images``).
 
     >>> from pathlib import Path
-    >>> its = [Item("a#1", Path("x/a.png")), Item("a#2", Path("x/a.png")), Item("b", Path("y/b.jpg"))]
+    >>> a, b = Path("x/a.png"), Path("y/b.jpg")
+    >>> its = [Item("a#1", a), Item("a#2", a), Item("b", b)]
     >>> [i.name for i in without_images(its, {"a.png"})]
     ['b']
     """
