@@ -50,6 +50,9 @@ class PredictorSettings:
     refine_side : int, optional
         spbox: the side in pixels the default edge refinement runs at; the pipeline's own
         (:data:`~napari_spbox.core.predictor.REFINE_MAX_SIDE`) when ``None``.
+    click_radius : int, optional
+        spbox: radius in pixels of each click's hard spot; the weights' own when ``None``
+        (:func:`~napari_spbox.model.weights.weights_click_radius`).
 
     Raises
     ------
@@ -70,6 +73,7 @@ class PredictorSettings:
     backend: str = "auto"
     iterations: int | None = None
     refine_side: int | None = None
+    click_radius: int | None = None
 
     #: The options each method reads (``superpixels`` is common to all).
     OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -83,6 +87,7 @@ class PredictorSettings:
             "flip",
             "backend",
             "refine_side",
+            "click_radius",
         ),
         "grabcut": ("iterations",),
         "random-walker": (),
@@ -142,6 +147,7 @@ class PredictorSettings:
                 refine=None if self.edges is None else self.edges != "off",
                 precise_edges=None if self.edges is None else self.edges == "precise",
                 refine_side=self.refine_side,
+                click_radius=self.click_radius,
             )
         elif self.method == "grabcut" and self.iterations is not None:
             kw["iterations"] = self.iterations

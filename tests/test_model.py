@@ -461,3 +461,23 @@ def test_weights_card_sets_the_default_edge_refinement_and_flags_override_it(tmp
     bad = save_weights(model, tmp_path / "bad.pt", {"input_size": 320, "edges": "sharp"})
     with pytest.raises(WeightsError, match="edges 'sharp'"):
         make_predictor(PredictorSettings("spbox", weights=str(bad), backend="torch"))
+
+
+def test_weights_card_sets_the_click_spot_and_the_setting_overrides_it(tmp_path):
+    """The microscopy weights run with a 1 px click spot, the natural ones with 3 px; an explicit
+    setting wins; a card with a radius that is not a pixel count is refused."""
+    from napari_spbox.core.predictor import CLICK_RADIUS
+    from napari_spbox.model.weights import read_card
+    from napari_spbox.predictors import PredictorSettings, make_predictor
+
+    def radius(weights, **kw):
+        return make_predictor(
+            PredictorSettings("spbox", weights=str(weights), backend="torch", **kw)
+        ).click_radius
+
+    assert read_card("microscopy")["click_radius"] == 1
+    assert radius("microscopy") == 1 and radius("natural") == CLICK_RADIUS == 3
+    assert radius("microscopy", click_radius=3) == 3
+    bad = save_weights(load_model(), tmp_path / "bad.pt", {"input_size": 320, "click_radius": 2.5})
+    with pytest.raises(WeightsError, match="click_radius 2.5"):
+        radius(bad)

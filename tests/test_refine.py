@@ -39,6 +39,37 @@ def test_a_superpixel_clicked_both_ways_keeps_both_clicks(negative_first):
     assert (prob[:, 50:] == 1.0).all()
 
 
+def test_a_smaller_click_spot_changes_fewer_pixels():
+    """The microscopy weights' 1 px spot (their card's ``click_radius``): a click in a superpixel
+    clicked both ways sets its own pixel and four neighbours, not a 7 px disk."""
+    labels = np.zeros((40, 80), np.int32)
+    sp = Superpixels.from_labels(labels)
+    s = _session(labels.shape, [(20, 10, True), (20, 40, False)])
+    prob = enforce_clicks(np.full(labels.shape, 0.3, np.float32), sp, s, radius=1)
+    assert (prob == 1.0).sum() == 5 and (prob == 0.0).sum() == 5
+    assert prob[21, 10] == 1.0 and prob[21, 11] == np.float32(0.3)
+
+
+def test_a_corrective_click_on_a_small_objects_sliver_cuts_into_it_only_with_a_large_spot():
+    """A nucleus 13 px across whose mask is one pixel too wide: a negative click on that sliver
+    with a 3 px spot forces three object pixels to background; a 1 px spot takes at most the one
+    next to it."""
+    rr, cc = np.mgrid[:64, :64]
+    nucleus = (rr - 32) ** 2 + (cc - 32) ** 2 <= 6**2
+    img = np.where(nucleus, 200, 30).astype(np.uint8)
+    img = np.stack([img] * 3, -1)
+    wide = (rr - 32) ** 2 + (cc - 32) ** 2 <= 7**2  # the network's mask: one pixel too wide
+    s = _session(nucleus.shape, [(32, 32, True), (32, 39, False)])  # the sliver at column 39
+    masks = {
+        r: refine_edges(to_rgb_float(img), _prob(wide), s, Box(0, 0, 63, 63), radius=r) > 0.49
+        for r in (1, 3)
+    }
+    assert not masks[1][32, 39] and not masks[3][32, 39]  # the clicked pixel follows the click
+    assert masks[1][32, 33:38].all()  # the object's own pixels beside the click stay
+    assert not masks[3][32, 36:39].any()  # a 3 px spot cuts them out
+    assert iou(masks[1], nucleus) > iou(masks[3], nucleus)
+
+
 def test_a_shifted_outline_snaps_to_the_object(disk_image):
     img, mask = disk_image
     shifted = np.roll(mask, (6, -5), axis=(0, 1))  # the network's outline, a few pixels off
@@ -153,3 +184,36 @@ def test_the_refinement_runs_at_the_side_asked_for(disk_image, monkeypatch):
         assert sides and set(sides) == {expected}
     with pytest.raises(ValueError, match="at least 16 px"):
         inference.SPBoxPredictor(refine_side=8)
+
+
+def test_the_click_spot_asked_for_reaches_click_consistency_and_the_refinement(
+    disk_image, monkeypatch
+):
+    """``click_radius`` (``--click-radius``, or the weights' card) is the spot both pipeline
+    steps use."""
+    from napari_spbox.model import inference
+    from napari_spbox.predictors import PredictorSettings, make_predictor
+
+    radii = {"refine": set(), "consistency": set()}
+
+    def refining(*args, **kw):
+        radii["refine"].add(kw["radius"])
+        return refine_edges(*args, **kw)
+
+    def enforcing(prob, sp, session, radius=CLICK_RADIUS):
+        radii["consistency"].add(radius)
+        return enforce_clicks(prob, sp, session, radius)
+
+    monkeypatch.setattr(inference, "refine_edges", refining)
+    monkeypatch.setattr(inference, "enforce_clicks", enforcing)
+    img, mask = disk_image
+    s = _session(mask.shape, [(80, 100, True), (80, 150, False)])
+    for radius, expected in ((None, CLICK_RADIUS), (1, 1)):
+        radii["refine"].clear()
+        radii["consistency"].clear()
+        pred = make_predictor(PredictorSettings("spbox", click_radius=radius))
+        pred.set_image(img)
+        assert iou(pred.predict(s).mask, mask) > 0.9
+        assert radii == {"refine": {expected}, "consistency": {expected}}
+    with pytest.raises(ValueError, match=">= 0 px"):
+        inference.SPBoxPredictor(click_radius=-1)

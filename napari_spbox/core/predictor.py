@@ -42,7 +42,9 @@ REFINE_MAX_SIDE = 320
 #: rather wait longer than place the outline from a reduced copy (its cost: docs/pipeline.md).
 PRECISE_REFINE = {"iterations": 3, "max_side": None}
 #: Radius in pixels of a click's own spot: the hard seed it gives the refinement, and what it keeps
-#: in a superpixel that holds clicks of both signs (:func:`enforce_clicks`).
+#: in a superpixel that holds clicks of both signs (:func:`enforce_clicks`). Weights may name
+#: another on their card (``click_radius``: 1 px for the microscopy weights, whose nuclei are a
+#: dozen pixels across; docs/experiments/stop34_colour_confirm.md).
 CLICK_RADIUS = 3
 
 
@@ -92,7 +94,9 @@ def guidance_region(sp: Superpixels, session: Session) -> Box | None:
     return Box(int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max()))
 
 
-def enforce_clicks(prob: np.ndarray, sp: Superpixels, session: Session) -> np.ndarray:
+def enforce_clicks(
+    prob: np.ndarray, sp: Superpixels, session: Session, radius: int = CLICK_RADIUS
+) -> np.ndarray:
     """Give each clicked superpixel its click's label, in place.
 
     A user expects every click to change the mask where they clicked; a network may not honour a
@@ -101,7 +105,7 @@ def enforce_clicks(prob: np.ndarray, sp: Superpixels, session: Session) -> np.nd
     gains: docs/pipeline.md).
 
     A superpixel can straddle the object's edge and so be clicked with both signs. There each click
-    keeps only a disk of :data:`CLICK_RADIUS` (a later click wins where disks overlap) and the rest
+    keeps only a disk of ``radius`` px (a later click wins where disks overlap) and the rest
     stays the network's (and the edge refinement's) call. Giving the whole superpixel to the latest
     click instead undid the earlier click, and the next click undid this one: the robot user
     alternated between two masks until its click budget ran out.
@@ -116,7 +120,7 @@ def enforce_clicks(prob: np.ndarray, sp: Superpixels, session: Session) -> np.nd
             prob[t : b + 1, l : r + 1][inside] = 1.0 if True in s else 0.0
     for c in session.clicks:
         if len(signs[int(sp.labels[c.row, c.col])]) > 1:
-            prob[_disk_mask(prob.shape, [c], CLICK_RADIUS)] = 1.0 if c.positive else 0.0
+            prob[_disk_mask(prob.shape, [c], radius)] = 1.0 if c.positive else 0.0
     return prob
 
 
@@ -149,6 +153,7 @@ def refine_edges(
     band: float = REFINE_BAND,
     iterations: int = REFINE_ITERATIONS,
     max_side: int | None = REFINE_MAX_SIDE,
+    radius: int = CLICK_RADIUS,
 ) -> np.ndarray:
     """Move the mask's outline onto the image's colour edges with GrabCut, within ``window``, in
     place.
@@ -159,7 +164,7 @@ def refine_edges(
     decides only a band around the network's outline: pixels deeper than ``band`` x the window's
     longer side inside or outside the mask are fixed to the network's label (up to resampling, when
     GrabCut runs on a copy reduced to ``max_side``), each click is a hard seed of radius
-    :data:`CLICK_RADIUS`, so the network still decides *what* the object is and the refinement
+    ``radius``, so the network still decides *what* the object is and the refinement
     only *where* its edge runs. The probabilities keep the network's values; only their side of
     ``threshold`` follows GrabCut in the band. The paper uses no such step (Sec. 4.1, no CRF);
     DeepLab's dense CRF is the same idea. Needs ``opencv-python-headless``.
@@ -177,6 +182,8 @@ def refine_edges(
     max_side : int, optional
         GrabCut runs on the window resized to at most this many pixels per side (its cost follows
         the pixel count); its label is resized back bilinearly. ``None``: at the working resolution.
+    radius : int
+        Radius in pixels (of the copy GrabCut runs on) of each click's hard seed.
 
     Returns
     -------
@@ -197,7 +204,7 @@ def refine_edges(
             cv2.resize(img, size, interpolation=cv2.INTER_AREA),
         )
     fg = work > threshold
-    depth = max(CLICK_RADIUS, int(band * max(work.shape)))
+    depth = max(radius, int(band * max(work.shape)))
     seeds = np.where(fg, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     seeds[ndimage.binary_erosion(fg, iterations=depth, border_value=1)] = cv2.GC_FGD
     seeds[ndimage.binary_erosion(~fg, iterations=depth, border_value=1)] = cv2.GC_BGD
@@ -213,8 +220,8 @@ def refine_edges(
             if window.contains(c.row, c.col)
         ]
 
-    seeds[_disk_mask(work.shape, local(session.negatives), CLICK_RADIUS)] = cv2.GC_BGD
-    seeds[_disk_mask(work.shape, local(session.positives), CLICK_RADIUS)] = cv2.GC_FGD
+    seeds[_disk_mask(work.shape, local(session.negatives), radius)] = cv2.GC_BGD
+    seeds[_disk_mask(work.shape, local(session.positives), radius)] = cv2.GC_FGD
     if not (seeds == cv2.GC_BGD).any() or not (seeds == cv2.GC_FGD).any():
         return prob  # GrabCut needs both colour models
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)

@@ -44,6 +44,7 @@ def cmd_evaluate(args) -> int:
         flip=args.flip,
         imply_box=not (args.raw_network or args.no_implied_box),
         refine_side=args.refine_side,
+        click_radius=args.click_radius,
     )
     predictor = make_predictor(settings)  # bad weights fail here, once
     if args.jobs > 1 and args.method == "spbox":
@@ -197,6 +198,14 @@ def add_parsers(sub) -> None:
         metavar="PX",
         help="spbox: the edge refinement runs on the window reduced to at most PX pixels a side "
         "(default: the pipeline's own)",
+    )
+    e.add_argument(
+        "--click-radius",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="spbox: radius of each click's hard spot (default: the weights' own, 3 px for the "
+        "natural weights, 1 px for the microscopy weights)",
     )
     e.add_argument(
         "--precise-edges",

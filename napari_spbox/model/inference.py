@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..core.guidance import guidance_stack
 from ..core.predictor import (
+    CLICK_RADIUS,
     PRECISE_REFINE,
     Predictor,
     enforce_clicks,
@@ -36,6 +37,7 @@ from .weights import (
     INPUT_SIZE,
     load_model,
     resolve_weights,
+    weights_click_radius,
     weights_edges,
     weights_input_size,
     weights_variant,
@@ -164,6 +166,11 @@ class SPBoxPredictor(Predictor):
         The side the default refinement runs at (the window reduced to at most this many pixels);
         :data:`~napari_spbox.core.predictor.REFINE_MAX_SIDE` when omitted. Not with
         ``precise_edges``, which refines at full size.
+    click_radius : int, optional
+        Radius in pixels of each click's hard spot (click consistency and the refinement's seeds);
+        by default as the weights' card says
+        (:func:`~napari_spbox.model.weights.weights_click_radius`), else
+        :data:`~napari_spbox.core.predictor.CLICK_RADIUS`.
 
     Weights with a previous-mask input (``spbox train --prev-mask``) also read the mask of the
     session before its last click. The predictor keeps the last :data:`PREV_CACHE` masks per image,
@@ -192,6 +199,7 @@ class SPBoxPredictor(Predictor):
         precise_edges: bool | None = None,
         flip: bool = False,
         refine_side: int | None = None,
+        click_radius: int | None = None,
         **kw,
     ):
         super().__init__(**kw)
@@ -211,6 +219,11 @@ class SPBoxPredictor(Predictor):
         if refine_side is not None and refine_side < 16:
             raise ValueError(f"the refinement's side must be at least 16 px, not {refine_side}")
         self.refine_side = refine_side
+        if click_radius is None:
+            click_radius = CLICK_RADIUS if model is not None else weights_click_radius(weights)
+        if click_radius < 0:
+            raise ValueError(f"a click's radius must be >= 0 px, not {click_radius}")
+        self.click_radius = click_radius
         if model is not None:
             self.model = model
             self.runner = make_runner(model, self.device, "torch")
@@ -334,7 +347,7 @@ class SPBoxPredictor(Predictor):
         mark("forward")
         prob = paste_back(torch.sigmoid(logits), window, self.shape)
         if self.click_consistency:
-            enforce_clicks(prob, sp, session)
+            enforce_clicks(prob, sp, session, self.click_radius)
         if self.refine and session.box is not None:
             # refined from the click-consistent mask, so corrections already made are not undone;
             # without a box the window is the whole image and refining lowered the validation mIoU@1
@@ -343,9 +356,11 @@ class SPBoxPredictor(Predictor):
                 setting = PRECISE_REFINE
             else:
                 setting = {} if self.refine_side is None else {"max_side": self.refine_side}
-            refine_edges(self.rgb, prob, session, window, self.threshold, **setting)
+            refine_edges(
+                self.rgb, prob, session, window, self.threshold, radius=self.click_radius, **setting
+            )
             if self.click_consistency:
-                enforce_clicks(prob, sp, session)
+                enforce_clicks(prob, sp, session, self.click_radius)
         mark("refine")
         return prob
 

@@ -95,6 +95,21 @@ def weights_edges(weights: str | Path | None = None) -> str:
     return edges
 
 
+def weights_click_radius(weights: str | Path | None = None) -> int:
+    """Radius in pixels of a click's hard spot for ``weights``: their card's ``click_radius``,
+    else :data:`~napari_spbox.core.predictor.CLICK_RADIUS` (3 px). The microscopy weights name 1 px:
+    on nuclei a dozen pixels across a 3 px spot cut into the object at each corrective click."""
+    from ..core.predictor import CLICK_RADIUS
+
+    radius = read_card(weights).get("click_radius", CLICK_RADIUS)
+    if not isinstance(radius, int) or isinstance(radius, bool) or not 0 <= radius <= 32:
+        raise WeightsError(
+            f"the card of {weights or DEFAULT_WEIGHTS} gives click_radius {radius!r}, "
+            "not a radius of 0 to 32 pixels"
+        )
+    return radius
+
+
 def weights_input_size(weights: str | Path | None = None, default: int = INPUT_SIZE) -> int:
     """The window side ``weights`` were trained at (``spbox train --size``), from their card;
     ``default`` without one.

@@ -29,12 +29,16 @@ ROWS = [
         },
     ),
     (
-        "SPBox, microscopy weights (ESPNetv2, stop 30)",
+        "SPBox, microscopy weights (ESPNetv2, stop 30; 1 px click spot, stop 34)",
         {
-            "GrabCut": R / "stop30" / "candidate_grabcut.json",
-            "DAVIS-dev": R / "stop30" / "candidate_davis-dev.json",
-            "nuclei-dev": R / "stop30" / "candidate_nuclei-dev.json",
+            "GrabCut": R / "stop34" / "radius" / "microscopy_grabcut.json",
+            "DAVIS-dev": R / "stop34" / "radius" / "microscopy_davis-dev.json",
+            "nuclei-dev": R / "stop34" / "radius" / "microscopy_nuclei-dev.json",
         },
+    ),
+    (
+        "SPBox, microscopy weights as shipped in stop 30 (3 px click spot)",
+        {"nuclei-dev": R / "stop30" / "candidate_nuclei-dev.json"},
     ),
     (
         "SPBox, previous weights (stop 12)",
@@ -55,7 +59,8 @@ def main() -> None:
     print("| method | set | objects | NoC@85 | NoC@90 | mIoU@1 | mIoU@5 | ms/click |")
     print("|---|---|---|---|---|---|---|---|")
     fig, axes = plt.subplots(1, len(SETS), figsize=(5 * len(SETS), 4), sharey=True)
-    for label, files in ROWS:
+    handles = {}
+    for colour, (label, files) in enumerate(ROWS):
         for ax, name in zip(axes, SETS):
             path = files.get(name)
             if path is None or not path.is_file():
@@ -66,13 +71,14 @@ def main() -> None:
                 f"| {label} | {name} | {d['n_objects']} | {d['noc@85']:.2f} | {d['noc@90']:.2f} | "
                 f"{m[0]:.3f} | {m[4]:.3f} | {d['latency_ms']['median']:.0f} |"
             )
-            ax.plot(range(1, len(m) + 1), m, label=label)
+            # one colour per row in every panel; rows measured on some sets only still get a legend
+            (handles[label],) = ax.plot(range(1, len(m) + 1), m, color=f"C{colour}", label=label)
     for ax, name in zip(axes, SETS):
         ax.set_title(name)
         ax.set_xlabel("clicks")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean IoU")
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].legend(handles=list(handles.values()), fontsize=7, loc="lower right")
     fig.tight_layout()
     out = ROOT / "docs" / "results_miou.png"
     fig.savefig(out, dpi=90)
