@@ -115,6 +115,33 @@ def test_excluded_images_are_never_trained_on(tmp_path, disk_image, tiny_trainin
         )
 
 
+def test_validate_command_clicks_with_the_spot_the_weights_card_names(
+    tmp_path, disk_image, monkeypatch
+):
+    """``spbox validate`` scores weights with their card's click spot (the microscopy weights' 1
+    px), as evaluate and the front-ends run them; ``--click-radius`` overrides it."""
+    from napari_spbox.cli import main
+    from napari_spbox.core import predictor as core
+    from napari_spbox.model import inference
+
+    radii = set()
+
+    def enforcing(prob, sp, session, radius=core.CLICK_RADIUS):
+        radii.add(radius)
+        return core.enforce_clicks(prob, sp, session, radius)
+
+    monkeypatch.setattr(inference, "enforce_clicks", enforcing)
+    data = _tiny_folder(tmp_path, disk_image, n=30)
+    w = save_weights(load_model(), tmp_path / "w.pt", {"input_size": 320, "click_radius": 1})
+    for extra, expected in (([], 1), (["--click-radius", "2"], 2)):
+        radii.clear()
+        report = tmp_path / f"val{expected}.json"
+        args = ["validate", str(w), "--data", str(data), "--objects", "1", "--json", str(report)]
+        assert main(args + extra) == 0
+        assert radii == {expected}
+        assert json.loads(report.read_text())[0]["click_radius"] == expected
+
+
 def test_frozen_batch_norm_keeps_its_statistics_while_the_rest_learns(
     tmp_path, disk_image, tiny_training
 ):

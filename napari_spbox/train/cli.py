@@ -40,7 +40,12 @@ def cmd_validate(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..model.weights import load_model, weights_input_size, weights_variant
+    from ..model.weights import (
+        load_model,
+        weights_click_radius,
+        weights_input_size,
+        weights_variant,
+    )
     from ..report import write_csv
     from .validation import held_apart, validate
 
@@ -65,6 +70,9 @@ def cmd_validate(args) -> int:
             flip=args.flip,
             refine=not args.no_refine,
             refine_side=args.refine_side,
+            click_radius=args.click_radius
+            if args.click_radius is not None
+            else weights_click_radius(w),
         )
         results.append({"weights": w, "objects": len(val), **r})
         if args.csv_dir:  # a file per weights, named after its path: runs/a/e8.pt -> runs_a_e8.csv
@@ -353,6 +361,14 @@ def add_parsers(sub) -> None:
         default=None,
         metavar="PX",
         help="the edge refinement at most PX pixels a side (evaluate --refine-side)",
+    )
+    v.add_argument(
+        "--click-radius",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="radius of each click's hard spot (evaluate --click-radius; default: each weights "
+        "file's card, else 3 px)",
     )
     v.add_argument("--json", default=None)
     v.add_argument(

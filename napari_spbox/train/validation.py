@@ -62,6 +62,7 @@ def validate(
     flip: bool = False,
     refine: bool = True,
     refine_side: int | None = None,
+    click_radius: int | None = None,
 ) -> dict:
     """Standard robot user on held-apart training objects: NoC@85/90 and mIoU after 5 clicks.
 
@@ -76,7 +77,8 @@ def validate(
     IoU per click), for paired comparisons between weights (``spbox validate --csv-dir``).
     ``flip`` scores the predictor's mirrored test-time augmentation (:class:`SPBoxPredictor`);
     ``refine=False`` leaves the edge refinement out of the pipeline; ``refine_side`` sets the side
-    it runs at (:class:`SPBoxPredictor`).
+    it runs at (:class:`SPBoxPredictor`); ``click_radius`` the radius of each click's hard spot
+    (default :data:`~napari_spbox.core.predictor.CLICK_RADIUS`: ``model`` has no card to name one).
     """
     was_training = model.training
     model.eval()
@@ -88,6 +90,7 @@ def validate(
         "imply_box": pipeline,
         "flip": flip,
         "refine_side": refine_side,
+        "click_radius": click_radius,
     }
     with tempfile.TemporaryDirectory() as tmp:
         if jobs > 1:
@@ -116,4 +119,6 @@ def validate(
             out["refine"] = False
         elif refine_side is not None:
             out["refine_side"] = refine_side
+        if click_radius is not None:
+            out["click_radius"] = click_radius  # only the pipeline reads a click's spot
     return out
