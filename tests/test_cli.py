@@ -97,8 +97,8 @@ def test_evaluate_no_refine_reaches_the_predictor(tiny_dataset, tmp_path, monkey
         == 0
     )
     assert json.loads(out.read_text())["precise_edges"] is True
-    # full size, 3 iterations
-    assert seen and all(k == {"iterations": 3, "max_side": None} for k in seen)
+    # full size, 3 iterations; clicks keep the natural weights' 3 px spot
+    assert seen and all(k == {"iterations": 3, "max_side": None, "radius": 3} for k in seen)
 
     passes = []
     real_forward = inference.SPBoxPredictor.forward

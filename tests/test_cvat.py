@@ -163,7 +163,8 @@ def test_precise_edges_from_environment(monkeypatch):
             main.handler, Event(body=GOOD, content_type="application/json")
         )
         assert response.status_code == 200
-        assert seen and all(k == setting for k in seen)
+        # and the natural weights' 3 px click spot either way
+        assert seen and all(k == {**setting, "radius": 3} for k in seen)
     # an option of the network's pipeline only: said at start-up
     monkeypatch.setenv("SPBOX_METHOD", "grabcut")
     with pytest.raises(ValueError, match="precise edges"):
