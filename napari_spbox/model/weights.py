@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.predictor import CLICK_RADIUS
 from .network import IN_CHANNELS, Ensemble, build_network
 
 #: Side of the network's square input when the weights' card names none (``spbox train --size``
@@ -99,8 +100,6 @@ def weights_click_radius(weights: str | Path | None = None) -> int:
     """Radius in pixels of a click's hard spot for ``weights``: their card's ``click_radius``,
     else :data:`~napari_spbox.core.predictor.CLICK_RADIUS` (3 px). The microscopy weights name 1 px:
     on nuclei a dozen pixels across a 3 px spot cut into the object at each corrective click."""
-    from ..core.predictor import CLICK_RADIUS
-
     radius = read_card(weights).get("click_radius", CLICK_RADIUS)
     if not isinstance(radius, int) or isinstance(radius, bool) or not 0 <= radius <= 32:
         raise WeightsError(
