@@ -109,6 +109,10 @@ def enforce_clicks(
     stays the network's (and the edge refinement's) call. Giving the whole superpixel to the latest
     click instead undid the earlier click, and the next click undid this one: the robot user
     alternated between two masks until its click budget ran out.
+
+    Last, every clicked pixel takes its own click's label (:func:`click_spots`): a neighbouring
+    click's disk or superpixel must not undo it, or the user (and the robot) clicks the same
+    pixel again and nothing changes.
     """
     signs: dict[int, set] = {}
     for c in session.clicks:
@@ -118,10 +122,38 @@ def enforce_clicks(
             t, l, b, r = sp.bboxes[k]
             inside = sp.labels[t : b + 1, l : r + 1] == k
             prob[t : b + 1, l : r + 1][inside] = 1.0 if True in s else 0.0
+    mixed = [c for c in session.clicks if len(signs[int(sp.labels[c.row, c.col])]) > 1]
+    spots = click_spots(prob.shape, mixed, radius)
     for c in session.clicks:
-        if len(signs[int(sp.labels[c.row, c.col])]) > 1:
-            prob[_disk_mask(prob.shape, [c], radius)] = 1.0 if c.positive else 0.0
+        spots[c.row, c.col] = c.positive
+    prob[spots == 1] = 1.0
+    prob[spots == 0] = 0.0
     return prob
+
+
+def click_spots(shape, clicks, radius: int) -> np.ndarray:
+    """Each click's spot: a disk of ``radius`` px, later clicks winning where disks overlap, and
+    each clicked pixel its own click's label however close an opposite click lies.
+
+    Returns an ``int8`` map: 1 positive, 0 negative, -1 no click's spot.
+
+    Examples
+    --------
+    A positive click and a negative one beside it, 1 px spots: each disk covers the other's pixel,
+    yet each clicked pixel keeps its own label.
+
+    >>> from napari_spbox.core.protocol import Click
+    >>> click_spots((3, 4), [Click(1, 1, True), Click(1, 2, False)], 1)
+    array([[-1,  1,  0, -1],
+           [ 1,  1,  0,  0],
+           [-1,  1,  0, -1]], dtype=int8)
+    """
+    out = np.full(shape[:2], -1, dtype=np.int8)
+    for c in clicks:
+        out[_disk_mask(out.shape, [c], radius)] = c.positive
+    for c in clicks:
+        out[c.row, c.col] = c.positive
+    return out
 
 
 def implied_box(prob: np.ndarray, session: Session, threshold: float = THRESHOLD) -> Box:
@@ -220,8 +252,9 @@ def refine_edges(
             if window.contains(c.row, c.col)
         ]
 
-    seeds[_disk_mask(work.shape, local(session.negatives), radius)] = cv2.GC_BGD
-    seeds[_disk_mask(work.shape, local(session.positives), radius)] = cv2.GC_FGD
+    spots = click_spots(work.shape, local(session.clicks), radius)
+    seeds[spots == 0] = cv2.GC_BGD
+    seeds[spots == 1] = cv2.GC_FGD
     if not (seeds == cv2.GC_BGD).any() or not (seeds == cv2.GC_FGD).any():
         return prob  # GrabCut needs both colour models
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
