@@ -1,18 +1,38 @@
-"""Stop 35's diagnosis: the standard robot on the held-apart nuclei of nuclei-train, with each click,
-the box and FP / FN pixel counts after it (microscopy weights; decides nothing).
+"""Stop 35's diagnosis: the standard robot on the held-apart nuclei of nuclei-train, recording each
+click, the box and FP / FN pixel counts after it (microscopy weights; decides nothing).
 
-Usage, from the checkout root: python docs/results/stop35/diag_drops.py N OUT.json ['{"click_radius": 3}']
+Usage, from the checkout root:
+    python docs/results/stop35/diag_drops.py N OUT.json ['{"click_radius": 3}']
 """
-import json, sys
+
+import json
+import sys
+
 import numpy as np
-from napari_spbox.train.validation import held_apart
-from napari_spbox.model.inference import SPBoxPredictor
+
 from napari_spbox.core.protocol import Session
-from napari_spbox.evaluation.robot import next_click
 from napari_spbox.evaluation.metrics import iou
+from napari_spbox.evaluation.robot import next_click
+from napari_spbox.model.inference import SPBoxPredictor
+from napari_spbox.train.validation import held_apart
+
+
+def step(click, box, mask, gt, ignore) -> dict:
+    cut = None
+    if box is not None:
+        cut = int(gt.sum() - gt[box.top : box.bottom + 1, box.left : box.right + 1].sum())
+    return {
+        "click": [int(click[0]), int(click[1]), bool(click[2])],
+        "box": None if box is None else [box.top, box.left, box.bottom, box.right],
+        "iou": iou(mask, gt, ignore),
+        "fp": int((mask & ~gt).sum()),
+        "fn": int((gt & ~mask).sum()),
+        "box_cuts": cut,  # object pixels outside the box
+    }
+
 
 def main():
-    n = int(sys.argv[1]); out = sys.argv[2]
+    n, out = int(sys.argv[1]), sys.argv[2]
     extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     _, val = held_apart(["../shared/datasets/nuclei-train"])
     pred = SPBoxPredictor("microscopy", **extra)
@@ -21,24 +41,22 @@ def main():
         image, gt, ignore = it.load()
         gt = np.asarray(gt, bool)
         pred.set_image(image)
-        s = Session(gt.shape, strict=False)
+        session = Session(gt.shape, strict=False)
         mask = np.zeros_like(gt)
         rec = {"name": it.name, "area": int(gt.sum()), "steps": []}
-        for k in range(20):
-            c = next_click(mask, gt, ignore)
-            if c is None:
+        for _ in range(20):
+            click = next_click(mask, gt, ignore)
+            if click is None:
                 break
-            s.add_click(*c)
-            p = pred.predict(s)
-            mask = p.mask
-            b = s.box
-            rec["steps"].append({"click": [int(c[0]), int(c[1]), bool(c[2])],
-                "box": None if b is None else [b.top, b.left, b.bottom, b.right],
-                "iou": iou(mask, gt, ignore), "fp": int((mask & ~gt).sum()), "fn": int((gt & ~mask).sum()),
-                "box_cuts": None if b is None else int(gt.sum() - gt[b.top:b.bottom+1, b.left:b.right+1].sum())})
+            session.add_click(*click)
+            mask = pred.predict(session).mask
+            rec["steps"].append(step(click, session.box, mask, gt, ignore))
         recs.append(rec)
-        print(it.name, rec["area"], " ".join(f"{st['iou']:.2f}{'+' if st['click'][2] else '-'}" for st in rec["steps"]), flush=True)
-    json.dump(recs, open(out, "w"))
+        ious = " ".join(f"{s['iou']:.2f}{'+-'[not s['click'][2]]}" for s in rec["steps"])
+        print(it.name, rec["area"], ious, flush=True)
+    with open(out, "w") as f:
+        json.dump(recs, f)
+
 
 if __name__ == "__main__":
     main()
