@@ -39,6 +39,30 @@ def test_a_superpixel_clicked_both_ways_keeps_both_clicks(negative_first):
     assert (prob[:, 50:] == 1.0).all()
 
 
+@pytest.mark.parametrize("radius", [1, CLICK_RADIUS])
+def test_a_click_always_changes_its_own_pixel(radius):
+    """A negative click right beside a positive one (the robot user's fix of a one-pixel sliver):
+    the clicked pixel turns background although the positive click's spot covers it, in click
+    consistency and after the edge refinement; the positive click's own pixel stays foreground.
+    Before, the earlier positive spot was painted over the negative click's superpixel and the
+    user clicked the same pixel again and again with nothing changing."""
+    labels = np.zeros((40, 40), np.int32)
+    labels[:, 21:] = 1
+    sp = Superpixels.from_labels(labels)
+    # the positive click's superpixel is clicked both ways (spots there); the negative click
+    # beside it is alone in its superpixel, which follows it entirely
+    s = _session(labels.shape, [(20, 20, True), (5, 5, False), (20, 21, False)])
+    prob = enforce_clicks(np.full(labels.shape, 0.8, np.float32), sp, s, radius)
+    assert prob[20, 21] == 0.0 and prob[20, 20] == 1.0
+    rr, cc = np.mgrid[:40, :40]
+    img = np.stack([np.where((rr - 20) ** 2 + (cc - 18) ** 2 <= 36, 200, 30)] * 3, -1)
+    refined = refine_edges(
+        to_rgb_float(img.astype(np.uint8)), prob, s, Box(0, 0, 39, 39), radius=radius
+    )
+    enforce_clicks(refined, sp, s, radius)
+    assert refined[20, 21] <= 0.49 and refined[20, 20] > 0.49
+
+
 def test_a_smaller_click_spot_changes_fewer_pixels():
     """The microscopy weights' 1 px spot (their card's ``click_radius``): a click in a superpixel
     clicked both ways sets its own pixel and four neighbours, not a 7 px disk."""
