@@ -23,17 +23,17 @@ ROWS = [
     (
         "SPBox, natural weights (Lite0, stop 26)",
         {
-            "GrabCut": R / "spbox_s26_grabcut.json",
-            "DAVIS-dev": R / "spbox_s26_davis-dev.json",
-            "nuclei-dev": R / "stop30" / "lite0_s26_nuclei-dev.json",
+            "GrabCut": R / "stop35" / "eval" / "natural_grabcut.json",
+            "DAVIS-dev": R / "stop35" / "eval" / "natural_davis-dev.json",
+            "nuclei-dev": R / "stop35" / "eval" / "natural_nuclei-dev.json",
         },
     ),
     (
         "SPBox, microscopy weights (ESPNetv2, stop 30; 1 px click spot, stop 34)",
         {
-            "GrabCut": R / "stop34" / "radius" / "microscopy_grabcut.json",
-            "DAVIS-dev": R / "stop34" / "radius" / "microscopy_davis-dev.json",
-            "nuclei-dev": R / "stop34" / "radius" / "microscopy_nuclei-dev.json",
+            "GrabCut": R / "stop35" / "eval" / "microscopy_grabcut.json",
+            "DAVIS-dev": R / "stop35" / "eval" / "microscopy_davis-dev.json",
+            "nuclei-dev": R / "stop35" / "eval" / "microscopy_nuclei-dev.json",
         },
     ),
     (
