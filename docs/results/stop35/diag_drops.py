@@ -1,8 +1,9 @@
-"""Stop 35's diagnosis: the standard robot on the held-apart nuclei of nuclei-train, recording each
-click, the box and FP / FN pixel counts after it (microscopy weights; decides nothing).
+"""Stop 35's diagnosis: the standard robot on held-apart training objects (by default the nuclei of
+nuclei-train, microscopy weights), recording each click, the box and FP / FN pixel counts after it.
+Decides nothing.
 
 Usage, from the checkout root:
-    python docs/results/stop35/diag_drops.py N OUT.json ['{"click_radius": 3}']
+    python docs/results/stop35/diag_drops.py N OUT.json ['{"click_radius": 3}'] [WEIGHTS DATA...]
 """
 
 import json
@@ -34,8 +35,10 @@ def step(click, box, mask, gt, ignore) -> dict:
 def main():
     n, out = int(sys.argv[1]), sys.argv[2]
     extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    _, val = held_apart(["../shared/datasets/nuclei-train"])
-    pred = SPBoxPredictor("microscopy", **extra)
+    weights = sys.argv[4] if len(sys.argv) > 4 else "microscopy"
+    data = sys.argv[5:] or ["../shared/datasets/nuclei-train"]
+    _, val = held_apart(data)
+    pred = SPBoxPredictor(weights, **extra)
     recs = []
     for it in val[:n]:
         image, gt, ignore = it.load()
