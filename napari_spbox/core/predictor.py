@@ -196,10 +196,11 @@ def refine_edges(
     decides only a band around the network's outline: pixels deeper than ``band`` x the window's
     longer side inside or outside the mask are fixed to the network's label (up to resampling, when
     GrabCut runs on a copy reduced to ``max_side``), each click is a hard seed of radius
-    ``radius``, so the network still decides *what* the object is and the refinement
-    only *where* its edge runs. The probabilities keep the network's values; only their side of
-    ``threshold`` follows GrabCut in the band. The paper uses no such step (Sec. 4.1, no CRF);
-    DeepLab's dense CRF is the same idea. Needs ``opencv-python-headless``.
+    ``radius`` (:func:`click_spots`: a later click wins where seeds overlap), so the network still
+    decides *what* the object is and the refinement only *where* its edge runs. The probabilities
+    keep the network's values; only their side of ``threshold`` follows GrabCut in the band. The
+    paper uses no such step (Sec. 4.1, no CRF); DeepLab's dense CRF is the same idea. Needs
+    ``opencv-python-headless``.
 
     Parameters
     ----------
