@@ -150,7 +150,7 @@ def click_spots(shape, clicks, radius: int) -> np.ndarray:
     """
     out = np.full(shape[:2], -1, dtype=np.int8)
     for c in clicks:
-        out[_disk_mask(out.shape, [c], radius)] = c.positive
+        _paint_disks(out, [c], radius, c.positive)
     for c in clicks:
         out[c.row, c.col] = c.positive
     return out
@@ -420,12 +420,16 @@ def _upsample(prob: np.ndarray, shape) -> np.ndarray:
 
 
 def _disk_mask(shape, clicks, radius: int) -> np.ndarray:
-    out = np.zeros(shape, dtype=bool)
-    if not clicks:
-        return out
+    """A boolean image, True within ``radius`` px of any of ``clicks``."""
+    return _paint_disks(np.zeros(shape, dtype=bool), clicks, radius, True)
+
+
+def _paint_disks(out: np.ndarray, clicks, radius: int, value) -> np.ndarray:
+    """Set ``out`` to ``value`` within ``radius`` px of each click, in place (only each disk's own
+    pixels are touched, so many clicks on a large image cost no image-sized work)."""
     rr, cc = np.ogrid[-radius : radius + 1, -radius : radius + 1]
     disk = rr**2 + cc**2 <= radius**2
-    h, w = shape
+    h, w = out.shape[:2]
     for c in clicks:
         r0, c0 = c.row - radius, c.col - radius
         sr0, sc0 = max(0, -r0), max(0, -c0)
@@ -433,5 +437,5 @@ def _disk_mask(shape, clicks, radius: int) -> np.ndarray:
             disk.shape[0] - max(0, r0 + disk.shape[0] - h),
             disk.shape[1] - max(0, c0 + disk.shape[1] - w),
         )
-        out[max(0, r0) : r0 + sr1, max(0, c0) : c0 + sc1] |= disk[sr0:sr1, sc0:sc1]
+        out[max(0, r0) : r0 + sr1, max(0, c0) : c0 + sc1][disk[sr0:sr1, sc0:sc1]] = value
     return out
