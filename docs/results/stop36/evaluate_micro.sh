@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Stop 36, the microscopy network trained further (docs/experiments/stop36_fast_refine.md, part A): rule (a) on
+# the held-apart nuclei, then, only if it passes, rule (b) on nuclei-dev. The candidate has no card yet, so its
+# 1 px click spot is given explicitly. Usage, from the checkout root:
+#   bash docs/results/stop36/evaluate_micro.sh runs/s36/micro/weights_e4.pt
+set -u
+W=$1
+R=docs/results/stop36/micro
+S=.venv/bin/spbox
+export OMP_NUM_THREADS=1
+mkdir -p $R
+$S validate "$W" --data ../shared/datasets/nuclei-train --jobs 2 --click-radius 1 --json $R/validation.json \
+   --csv-dir $R/validation 2>&1 | tail -1
+$S compare --baseline docs/results/stop35/validation/microscopy_nuclei.csv \
+   --candidate $R/validation/*.csv --json $R/compare_validation.json 2>&1 | tail -3
+if .venv/bin/python -c "import json,sys; sys.exit(json.load(open('$R/compare_validation.json'))['pooled']['high'] >= 0)"; then
+  $S evaluate ../shared/datasets/nuclei-dev --weights "$W" --click-radius 1 --jobs 2 --json $R/nuclei-dev.json 2>&1 \
+     | grep -a '"noc@90"'
+  $S compare --baseline docs/results/stop35/eval/microscopy_nuclei-dev.csv --candidate $R/nuclei-dev.csv \
+     --json $R/compare_nuclei-dev.json 2>&1 | tail -3
+else
+  echo "rule (a) fails: nuclei-dev not run"
+fi
