@@ -66,3 +66,15 @@ def test_without_both_sides_the_labels_sides_come_back():
     assert grabcut_band(img, all_fg).all()
     only_fixed = np.where(labels == FGD, FGD, BGD).astype(np.uint8)
     assert (grabcut_band(img, only_fixed) == (only_fixed == FGD)).all()
+
+
+def test_a_tiny_object_still_gets_colour_models():
+    """A side of a few pixels (a small nucleus in its window) learns from every one of them, also
+    from a single pixel."""
+    img, labels, _ = _scene()
+    for n_fg in (1, 3, 40):
+        tiny = np.full(labels.shape, BGD, np.uint8)
+        tiny[60, 80 : 80 + n_fg] = FGD
+        tiny[58:63, 78 : 82 + n_fg][tiny[58:63, 78 : 82 + n_fg] != FGD] = PR_BGD
+        out = grabcut_band(img, tiny)
+        assert out[tiny == FGD].all() and not out[tiny == BGD].any()

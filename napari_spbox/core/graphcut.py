@@ -19,6 +19,7 @@ BGD, FGD, PR_BGD, PR_FGD = 0, 1, 2, 3
 GAMMA = 50.0  # OpenCV's smoothness weight
 COMPONENTS = 5  # colour-mixture components per side, as OpenCV
 _EPS = 0.01  # added to each covariance's diagonal (OpenCV's ``variance``)
+_MIN_SAMPLES = 10 * COMPONENTS  # a side with fewer subsampled pixels learns from all of its pixels
 
 # neighbour offsets (drow, dcol) and their distance weights: right, down, down-right, down-left
 _NEIGHBOURS = ((0, 1, 1.0), (1, 0, 1.0), (1, 1, 2**-0.5), (1, -1, 2**-0.5))
@@ -80,8 +81,11 @@ class _Mixture:
         import cv2
 
         k = max(1, min(k, len(samples)))
-        criteria = (cv2.TERM_CRITERIA_MAX_ITER, 10, 0.0)
-        _, labels, _ = cv2.kmeans(samples, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+        if k == 1:  # (OpenCV's k-means would read a single sample as three 1-D ones)
+            labels = np.zeros(len(samples), np.int32)
+        else:
+            criteria = (cv2.TERM_CRITERIA_MAX_ITER, 10, 0.0)
+            _, labels, _ = cv2.kmeans(samples, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
         self._fit(samples, labels.ravel(), k)
         self._fit(samples, self._log_terms(samples).argmax(0), k)
 
@@ -181,9 +185,9 @@ def grabcut_band(
         if fg.all() or not fg.any():
             break  # no colour model left to compare against
         fg_s = fg[step]
-        if fg_s.any() and not fg_s.all():
+        if min(fg_s.sum(), fg_s.size - fg_s.sum()) >= _MIN_SAMPLES:
             fg_model, bg_model = _Mixture(x_s[fg_s]), _Mixture(x_s[~fg_s])
-        else:  # a side too thin for the subsample: learn from every pixel
+        else:  # a side too small for the subsample (a nucleus in its window): every pixel
             fg_model, bg_model = _Mixture(colours[fg]), _Mixture(colours[~fg])
         fg = fg.copy()
         fg[band] = _cut(colours[band], fg_model, bg_model, *graph_edges)
