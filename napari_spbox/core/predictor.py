@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .graphcut import grabcut_band, smoothness_weights
 from .guidance import session_box_superpixels
 from .image import to_rgb_float, to_uint8
 from .protocol import Box, Click, Session
@@ -187,7 +186,6 @@ def refine_edges(
     iterations: int = REFINE_ITERATIONS,
     max_side: int | None = REFINE_MAX_SIDE,
     radius: int = CLICK_RADIUS,
-    cache: dict | None = None,
 ) -> np.ndarray:
     """Move the mask's outline onto the image's colour edges with GrabCut, within ``window``, in
     place.
@@ -219,9 +217,6 @@ def refine_edges(
         the pixel count); its label is resized back bilinearly. ``None``: at the working resolution.
     radius : int
         Radius in pixels (of the copy GrabCut runs on) of each click's hard seed.
-    cache : dict, optional
-        Holds the window's colours and smoothness weights between calls (a predictor keeps one per
-        image): later clicks in the same window reuse them.
 
     Returns
     -------
@@ -232,21 +227,15 @@ def refine_edges(
 
     sl = (slice(window.top, window.bottom + 1), slice(window.left, window.right + 1))
     p = prob[sl]
+    img = to_uint8(rgb[sl])[..., ::-1]
     scale = min(1.0, max_side / max(p.shape)) if max_side else 1.0
     work = p
-    size = (max(1, round(p.shape[1] * scale)), max(1, round(p.shape[0] * scale)))
     if scale < 1.0:
-        work = cv2.resize(p, size, interpolation=cv2.INTER_AREA)
-    # the window's colours and smoothness weights: the same for every click until the window moves
-    if cache is not None and cache.get("key") == (window, size):
-        img, weights = cache["img"], cache["weights"]
-    else:
-        img = to_uint8(rgb[sl])[..., ::-1]  # channel order is immaterial to GrabCut
-        if scale < 1.0:
-            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        weights = smoothness_weights(img)
-        if cache is not None:
-            cache.update(key=(window, size), img=img, weights=weights)
+        size = (max(1, round(p.shape[1] * scale)), max(1, round(p.shape[0] * scale)))
+        work, img = (
+            cv2.resize(p, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(img, size, interpolation=cv2.INTER_AREA),
+        )
     fg = work > threshold
     depth = max(radius, int(band * max(work.shape)))
     seeds = np.where(fg, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
@@ -269,7 +258,11 @@ def refine_edges(
     seeds[spots == 1] = cv2.GC_FGD
     if not (seeds == cv2.GC_BGD).any() or not (seeds == cv2.GC_FGD).any():
         return prob  # GrabCut needs both colour models
-    inside = grabcut_band(img, seeds, weights, iterations=iterations)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    # GrabCut's k-means draws from OpenCV's global RNG: the same clicks must give the same mask
+    cv2.setRNGSeed(0)
+    cv2.grabCut(np.ascontiguousarray(img), seeds, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    inside = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD))
     if scale < 1.0:
         inside = (
             cv2.resize(

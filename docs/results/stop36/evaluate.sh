@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Stop 36, part B, rule 2 (docs/experiments/stop36_fast_refine.md): the chosen band, once on the evaluation sets,
-# paired with the shipped pipeline's figures of stop 35. Usage, from the checkout root:
+# paired with the shipped pipeline's figures of stop 35. The candidate is commit bcff423 (the package no
+# longer holds it): run this in a checkout of it. Usage, from that checkout's root:
 #   bash docs/results/stop36/evaluate.sh BAND
 set -u
 D=../shared/datasets
 B=docs/results/stop35/eval
-R=docs/results/stop36/eval
+R=docs/results/stop36/eval_b$(echo "$1" | sed "s/^0\.0*//")
 P=".venv/bin/python docs/results/stop36/with_band.py"
 export OMP_NUM_THREADS=1 SPBOX_BAND=$1
 mkdir -p $R

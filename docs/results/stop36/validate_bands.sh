@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop 36, part B, rule 1 (docs/experiments/stop36_fast_refine.md): each band on the three held-apart slices, paired
-# with the shipped pipeline's per-object figures of stop 35. Usage, from the checkout root:
+# with the shipped pipeline's per-object figures of stop 35. The candidate is commit bcff423 (the package no
+# longer holds it): run this in a checkout of it. Usage, from that checkout's root:
 #   bash docs/results/stop36/validate_bands.sh 0.10 0.05 0.03
 set -u
 D=../shared/datasets
