@@ -1,8 +1,8 @@
 """GrabCut restricted to the undecided band: OpenCV's energy, a graph of the band's pixels only.
 
-Stop 36's candidate for the edge refinement (``napari_spbox/core/graphcut.py`` in commit bcff423, where
-``refine_edges`` called it); it did not ship (docs/experiments/stop36_fast_refine.md). Kept as the record of what
-was measured: it needs ``pip install PyMaxflow``.
+Stop 36's candidate for the edge refinement (``napari_spbox/core/graphcut.py`` in commit bcff423,
+where ``refine_edges`` called it); it did not ship (docs/experiments/stop36_fast_refine.md). Kept
+as the record of what was measured: it needs ``pip install PyMaxflow``.
 
 OpenCV's ``cv2.grabCut`` builds its graph over every pixel of the image, also the pixels its mask
 already fixes, and so spends most of an edge refinement's time on pixels whose label cannot

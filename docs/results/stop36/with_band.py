@@ -1,7 +1,8 @@
 """Run an ``spbox`` command with the edge refinement's band set by ``SPBOX_BAND`` (stop 36, part B).
 
-The band is a default argument of ``refine_edges``; the spawned workers of ``--jobs`` import this script too, so
-the setting holds in them. Usage: ``SPBOX_BAND=0.05 python docs/results/stop36/with_band.py validate ...``.
+The band is a default argument of ``refine_edges``; the spawned workers of ``--jobs`` import this
+script too, so the setting holds in them. Usage:
+``SPBOX_BAND=0.05 python docs/results/stop36/with_band.py validate ...``.
 """
 
 import os
