@@ -2,10 +2,11 @@
 # Stop 35, the longer-trained microscopy network (docs/experiments/stop35_click_spots.md, last section): rule (a) on
 # the held-apart nuclei, then, only if it passes, rule (b) on nuclei-dev. The candidate has no card yet, so its
 # 1 px click spot is given explicitly. Usage, from the checkout root:
-#   bash docs/results/stop35/evaluate_micro.sh runs/s35/micro/weights_e2.pt
+#   bash docs/results/stop35/evaluate_micro.sh runs/s35/micro/weights_e2.pt [RESULTS_DIR]
+# (stop 36: bash docs/results/stop35/evaluate_micro.sh runs/s36/micro/weights_e4.pt docs/results/stop36/micro)
 set -u
 W=$1
-R=docs/results/stop35/micro
+R=${2:-docs/results/stop35/micro}
 S=.venv/bin/spbox
 export OMP_NUM_THREADS=1
 mkdir -p $R
