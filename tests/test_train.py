@@ -2,6 +2,7 @@
 clicks, augmentation."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -549,6 +550,8 @@ def test_validate_command_scores_kept_epochs_as_training_did(
     )
     got = json.loads(report.read_text())[0]
     assert got["objects"] == 1 and got["max_clicks"] == 10
+    # inside the folder asked for, though the weights' path is absolute
+    assert Path(got["csv"]).parent == tmp_path / "per_object"
     with open(got["csv"]) as f:
         rows = list(csv.DictReader(f))  # per object, for spbox compare
     assert len(rows) == 1 and rows[0]["name"] and int(rows[0]["noc@90"]) == got["noc@90"]

@@ -76,7 +76,7 @@ def cmd_validate(args) -> int:
         )
         results.append({"weights": w, "objects": len(val), **r})
         if args.csv_dir:  # a file per weights, named after its path: runs/a/e8.pt -> runs_a_e8.csv
-            name = "_".join(Path(w).with_suffix("").parts).lstrip("._") + ".csv"
+            name = _csv_name(w)
             Path(args.csv_dir).mkdir(parents=True, exist_ok=True)
             results[-1]["csv"] = str(
                 write_csv(Path(args.csv_dir) / name, per_object, r["max_clicks"])
@@ -90,6 +90,17 @@ def cmd_validate(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0
+
+
+def _csv_name(weights) -> str:
+    """The per-object CSV's file name for a weights path: its parts joined, without the root, so
+    an absolute path stays inside ``--csv-dir``.
+
+    >>> _csv_name("runs/a/e8.pt"), _csv_name("/tmp/b/e2.pt"), _csv_name("../x/w.pt")
+    ('runs_a_e8.csv', 'tmp_b_e2.csv', 'x_w.csv')
+    """
+    path = Path(weights).with_suffix("")
+    return "_".join(path.parts[len(path.anchor) > 0 :]).lstrip("._") + ".csv"
 
 
 def cmd_average(args) -> int:
