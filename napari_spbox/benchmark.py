@@ -473,6 +473,9 @@ def format_table(result: dict) -> str:
 
 
 def cmd_benchmark(args) -> int:
+    from .cli import _writable
+
+    _writable(args.json, "--json", make_folder=True)
     result = run_benchmark(
         args.data,
         args.limit,
@@ -500,7 +503,6 @@ def cmd_benchmark(args) -> int:
             file=sys.stderr,
         )
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0
 

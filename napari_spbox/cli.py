@@ -53,9 +53,17 @@ def _method_options(args) -> dict:
     return out
 
 
-def _writable(path: str | None, option: str) -> None:
-    """Refuse an output path whose folder does not exist (a typo must not create folders)."""
-    if path is not None and not Path(path).resolve().parent.is_dir():
+def _writable(path: str | None, option: str, make_folder: bool = False) -> None:
+    """Refuse an output path before any work is done, so a slow command does not lose its results
+    at the end: a path that is a folder, or whose folder does not exist (a typo must not create
+    folders), unless ``make_folder`` (commands whose results go into a new folder of runs)."""
+    if path is None:
+        return
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder: give a file name")
+    if make_folder:
+        Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)
+    elif not Path(path).resolve().parent.is_dir():
         raise FileNotFoundError(f"{option} {path}: folder {Path(path).parent} does not exist")
 
 
@@ -177,8 +185,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProtocolError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        # A refused click or a bad path is the user's to fix: say what is wrong, no traceback.
+    except (ProtocolError, OSError, ValueError, RuntimeError) as exc:
+        # A refused click, a bad path (missing, a folder, not readable) or a busy port is the
+        # user's to fix: say what is wrong, no traceback.
         print(f"spbox {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -115,6 +115,8 @@ def read_coco(json_path, images_dir=None, min_area: float = 0.0) -> list[Item]:
     json_path = Path(json_path)
     images_dir = Path(images_dir) if images_dir else json_path.parent / "images"
     data = json.loads(json_path.read_text())
+    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
+        raise ValueError(f"{json_path}: not a COCO instances file (no images and annotations)")
     files = {im["id"]: im["file_name"] for im in data["images"]}
     items = []
     for ann in data["annotations"]:

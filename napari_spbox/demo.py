@@ -44,7 +44,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    from .cli import _writable
 
+    _writable(args.out, "--out")
     panels = []
     for name, image, clicks, weights, title in _samples():
         # each sample with the shipped weights for its kind of image, unless --weights says so
@@ -67,5 +69,14 @@ def main(argv=None) -> int:
     return 0
 
 
+def _run(argv=None) -> int:
+    """``main`` as a command: bad weights or an unwritable ``--out`` get one line, exit 2."""
+    try:
+        return main(argv)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"napari_spbox.demo: error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run())

@@ -194,6 +194,52 @@ def test_segment_refuses_out_of_protocol_click(tiny_dataset, capsys):
     assert "first click must be positive" in capsys.readouterr().err
 
 
+def test_bad_outputs_and_inputs_are_refused_in_one_line_before_any_work(
+    tiny_dataset, tmp_path, capsys, monkeypatch
+):
+    """A slow command checks what it will write and read first, so a typo costs no minutes and
+    loses no results; each refusal is one line and exit status 2, and nothing is written."""
+    from napari_spbox.evaluation import robot
+
+    def never(*a, **k):
+        raise AssertionError("the robot ran before the bad argument was refused")
+
+    monkeypatch.setattr(robot, "_run_item", never)  # what every robot run calls per object
+    (tmp_path / "empty" / "img").mkdir(parents=True)
+    (tmp_path / "empty" / "gt").mkdir()
+    (tmp_path / "l.json").write_text("[1, 2]")
+    (tmp_path / "folder").mkdir()
+    data, ev, listed = (
+        str(tiny_dataset),
+        ["evaluate", "--method", "grabcut"],
+        str(tmp_path / "l.json"),
+    )
+    cases = {
+        "is a folder": [*ev, data, "--json", str(tmp_path / "folder")],
+        "would overwrite it": [*ev, data, "--json", str(tmp_path / "r.csv")],
+        "No such file": [*ev, data, "--plot", str(tmp_path / "p.png"), "--compare", "nope.json"],
+        "not an spbox evaluate": [*ev, data, "--plot", "p.png", "--compare", listed],
+        "no objects to evaluate": [*ev, str(tmp_path / "empty")],
+        "not a COCO instances file": [*ev, listed],
+        "Is a directory": ["plot", str(tmp_path / "p.png"), str(tmp_path / "folder")],
+        "would both write": ["validate", "w.pt", "../w.pt", "--data", data, "--csv-dir", "c"],
+    }
+    for expected, argv in cases.items():
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "folder", "gt", "img", "l.json"]
+
+
+def test_the_demo_refuses_missing_weights_in_one_line(tmp_path, capsys):
+    from napari_spbox.demo import _run
+
+    assert _run(["--weights", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "d.png")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pt" in err and err.count("\n") == 1
+    assert not (tmp_path / "d.png").exists()
+
+
 def test_help_lists_commands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

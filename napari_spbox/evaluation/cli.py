@@ -18,7 +18,7 @@ from ..predictors import METHODS
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from ..cli import _method_options
+    from ..cli import _method_options, _writable
     from ..datasets import read_dataset
     from ..predictors import PredictorSettings, edges_from_flags, make_predictor
     from ..report import plot_miou, write_csv
@@ -29,7 +29,14 @@ def cmd_evaluate(args) -> int:
         raise SystemExit(
             f"spbox evaluate: --ignore-band is a width in pixels, 0 or more; got {args.ignore_band}"
         )
+    if args.json and Path(args.json).suffix == ".csv":
+        raise ValueError(f"--json {args.json}: its per-object CSV would overwrite it; name a .json")
+    _writable(args.json, "--json", make_folder=True)
+    _writable(args.plot, "--plot", make_folder=True)
+    others = [_read_summary(p) for p in args.compare or []]
     items = read_dataset(args.path, ignore_value=args.ignore_value)
+    if not items:
+        raise ValueError(f"{args.path}: no objects to evaluate (no image with a mask)")
     if args.limit:
         items = items[: args.limit]
     edges = "off" if args.raw_network else edges_from_flags(args.no_refine, args.precise_edges)
@@ -86,11 +93,9 @@ def cmd_evaluate(args) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "miou_per_click"}, indent=1))
     print("mIoU per click:", " ".join(f"{v:.3f}" for v in summary["miou_per_click"]))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
         write_csv(Path(args.json).with_suffix(".csv"), per_object, args.max_clicks)
     if args.plot:
-        others = [json.loads(Path(p).read_text()) for p in args.compare or []]
         plot_miou(args.plot, [summary] + others)
     return 0
 
@@ -100,11 +105,22 @@ def cmd_plot(args) -> int:
 
     summaries = []
     for path in args.summaries:
-        summary = json.loads(Path(path).read_text())
+        summary = _read_summary(path)
         summary.setdefault("dataset", path)
         summaries.append(summary)
     print(plot_miou(args.out, summaries))
     return 0
+
+
+def _read_summary(path) -> dict:
+    """An ``spbox evaluate --json`` summary, refused in one line if it is not one."""
+    try:
+        summary = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a JSON file ({exc})") from exc
+    if not isinstance(summary, dict) or "miou_per_click" not in summary:
+        raise ValueError(f"{path}: not an spbox evaluate --json summary (no miou_per_click)")
+    return summary
 
 
 def cmd_compare(args) -> int:

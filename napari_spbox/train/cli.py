@@ -40,6 +40,7 @@ def cmd_validate(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from ..cli import _writable
     from ..model.weights import (
         load_model,
         weights_click_radius,
@@ -49,12 +50,19 @@ def cmd_validate(args) -> int:
     from ..report import write_csv
     from .validation import held_apart, validate
 
+    _writable(args.json, "--json", make_folder=True)  # before minutes of work, not after
+    names = [_csv_name(w) for w in args.weights]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if args.csv_dir and twice:
+        raise ValueError(f"--csv-dir: two weights files would both write {', '.join(twice)}")
     torch.set_num_threads(1)  # the jobs are one-thread processes; so is this one
     val = held_apart(args.data)[1][: args.objects]
     if not val:
         raise SystemExit(f"spbox validate: no held-apart objects in {' '.join(args.data)}")
     results = []
-    for w in tqdm(args.weights, desc="weights validated", unit="file"):  # minutes each on a CPU
+    for w, name in tqdm(
+        zip(args.weights, names), desc="weights validated", unit="file", total=len(names)
+    ):  # minutes each on a CPU
         per_object = []
         r = validate(
             load_model(w),
@@ -76,7 +84,6 @@ def cmd_validate(args) -> int:
         )
         results.append({"weights": w, "objects": len(val), **r})
         if args.csv_dir:  # a file per weights, named after its path: runs/a/e8.pt -> runs_a_e8.csv
-            name = _csv_name(w)
             Path(args.csv_dir).mkdir(parents=True, exist_ok=True)
             results[-1]["csv"] = str(
                 write_csv(Path(args.csv_dir) / name, per_object, r["max_clicks"])
