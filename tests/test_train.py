@@ -107,6 +107,13 @@ def test_excluded_images_are_never_trained_on(tmp_path, disk_image, tiny_trainin
     # one object of three, two samples of it: one batch of two, where all three made three
     assert (card["steps"], full["steps"]) == (1, 3)
     assert card["recipe"]["exclude_images"] == str(tmp_path / "kept_apart.txt")
+    (tmp_path / "typo.txt").write_text("O.png\n")  # names no training image: refused, not ignored
+    with pytest.raises(ValueError, match="none of the 1 image names"):
+        train(
+            TrainConfig(
+                [data], tmp_path / "typo", exclude_images=tmp_path / "typo.txt", **tiny_training
+            )
+        )
     (tmp_path / "all.txt").write_text("0.png\n1.png\n2.png\n")
     with pytest.raises(ValueError, match="excludes every training image"):
         train(

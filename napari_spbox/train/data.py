@@ -82,17 +82,26 @@ def cap_per_image(items, max_per_image: int = MAX_PER_IMAGE, seed: int = 0) -> l
 
 
 def without_images(items, names) -> list[Item]:
-    """``items`` less every object of the images named in ``names`` (file names, no folder): a
-    slice kept apart from a run so that it can later check it (``spbox train --exclude-images``).
+    """``items`` less every object of the images named in ``names`` (file names; a folder before
+    the name is ignored): a slice kept apart from a run so that it can later check it (``spbox
+    train --exclude-images``).
 
     >>> from pathlib import Path
     >>> a, b = Path("x/a.png"), Path("y/b.jpg")
     >>> its = [Item("a#1", a), Item("a#2", a), Item("b", b)]
-    >>> [i.name for i in without_images(its, {"a.png"})]
+    >>> [i.name for i in without_images(its, {"img/a.png"})]
     ['b']
+
+    Raises
+    ------
+    ValueError
+        If no name is that of an image in ``items``: the slice would silently be trained on.
     """
-    names = set(names)
-    return [i for i in items if Path(i.image_path).name not in names]
+    names = {Path(n).name for n in names}
+    kept = [i for i in items if Path(i.image_path).name not in names]
+    if items and len(kept) == len(items):
+        raise ValueError(f"none of the {len(names)} image names to leave out is a training image")
+    return kept
 
 
 def read_image_names(path) -> set[str]:
