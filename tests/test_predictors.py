@@ -68,3 +68,19 @@ def test_a_settings_panel_keeps_other_methods_options_without_error():
         "grabcut", superpixels=500
     )
     assert PredictorSettings.for_method("spbox", **panel).weights == "microscopy"
+
+
+@pytest.mark.parametrize("method", ["grabcut", "random-walker"])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3)])
+def test_the_baselines_answer_a_frame_of_a_few_pixels(method, shape):
+    """A CVAT frame or a napari layer can be tiny; the click must still give a mask holding it."""
+    import numpy as np
+
+    from napari_spbox.core.protocol import Session
+
+    pred = make_predictor(PredictorSettings(method))
+    pred.set_image(np.full((*shape, 3), 128, dtype=np.uint8))
+    session = Session(shape, strict=False)
+    session.add_click(0, 0, True)
+    mask = pred.predict(session).mask
+    assert mask.shape == shape and mask[0, 0]

@@ -60,6 +60,13 @@ class GrabCutPredictor(Predictor):
         if not (gc == cv2.GC_BGD).any():  # the box covers the image: GrabCut needs some background
             gc[[0, -1], :] = cv2.GC_PR_BGD
             gc[:, [0, -1]] = cv2.GC_PR_BGD
+        if (
+            not np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).any()
+            or not np.isin(gc, (cv2.GC_BGD, cv2.GC_PR_BGD)).any()
+        ):
+            # a frame of a few pixels: GrabCut needs pixels on both sides to learn two colour
+            # models, so the answer is the clicked spots themselves
+            return _disk_mask(shape, session.positives, r).astype(np.float32)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         img = to_uint8(self.rgb)[..., ::-1].copy()
         cv2.grabCut(img, gc, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
@@ -119,6 +126,10 @@ class RandomWalkerPredictor(Predictor):
         r = max(1, _seed_radius(small))
         seeds[_disk_mask(small, pts(session.negatives), r)] = 2
         seeds[_disk_mask(small, pts(session.positives), r)] = 1
+        if not (seeds == 0).any():
+            # a frame of a few pixels, every one a seed: nothing left to decide (scikit-image
+            # then returns the seed labels, not probabilities)
+            return resize((seeds == 1).astype(np.float32), shape, order=0)
         prob = random_walker(
             img,
             seeds,
