@@ -295,6 +295,11 @@ def test_plot_training_compares_runs_and_refuses_other_csvs(tmp_path, capsys):
         == 0
     )
     assert ref.read_bytes() != plain.read_bytes()  # the reference lines are drawn
+    (tmp_path / "b" / "a").mkdir()  # another run also called "a": refused, not drawn over
+    (tmp_path / "b" / "a" / "log.csv").write_text(header + "1,10,0.5,1e-3,8.0,9.0,0.40,5\n")
+    again = [str(tmp_path / "a" / "log.csv"), str(tmp_path / "b" / "a" / "log.csv")]
+    assert main(["plot-training", str(tmp_path / "two.png"), *again]) == 2
+    assert "two runs are called 'a'" in capsys.readouterr().err
     assert (
         main(
             [

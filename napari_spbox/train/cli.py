@@ -21,7 +21,10 @@ def cmd_plot_training(args) -> int:
         label, sep, path = spec.partition("=")
         # several paths: one line of training's successive runs
         paths = (path if sep else spec).split(",")
-        logs[label if sep else Path(paths[0]).parent.name] = paths
+        label = label if sep else Path(paths[0]).parent.name
+        if label in logs:  # a second run of that name would silently replace the first's line
+            raise ValueError(f"two runs are called {label!r}: name them, LABEL=RUN_DIR/log.csv")
+        logs[label] = paths
     refs = {}
     for spec in args.reference or []:
         label, _, values = spec.rpartition("=")
