@@ -33,6 +33,8 @@ class InteractorHandler(BaseHTTPRequestHandler):
 
     server_version = "spbox-serve/1"
     protocol_version = "HTTP/1.1"  # keep-alive, so a client's clicks reuse one connection
+    # a request line without a version is garbled, not HTTP/0.9: answer it with a status line
+    default_request_version = "HTTP/1.0"
 
     def _send(self, status: int, body: str) -> None:
         data = body.encode("utf-8")
@@ -65,7 +67,11 @@ class InteractorHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(411, error_json("Content-Length is required"))
             return
-        if length < 0 or length > MAX_BODY_BYTES:
+        if length < 0:
+            self.close_connection = True
+            self._send(400, error_json(f"Content-Length must be 0 or more, not {length}"))
+            return
+        if length > MAX_BODY_BYTES:
             self.close_connection = True
             self._send(
                 413, error_json(f"the body is {length} bytes; the limit is {MAX_BODY_BYTES}")
@@ -78,6 +84,12 @@ class InteractorHandler(BaseHTTPRequestHandler):
             return
         status, text = self.server.service.handle(body)
         self._send(status, text)
+
+    def send_error(self, code: int, message=None, explain=None) -> None:
+        """http.server's own refusals (an unknown method, a garbled request line) in JSON too,
+        as every other answer of this server."""
+        self.close_connection = True
+        self._send(code, error_json(message or f"HTTP {code}"))
 
     def _drain(self) -> None:
         try:
@@ -107,6 +119,14 @@ def make_server(
     server.service = service
     server.quiet = quiet
     return server
+
+
+def _port(text: str) -> int:
+    """A TCP port number for argparse: 0 (any free port) to 65535."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {port}")
+    return port
 
 
 def cmd_serve_cvat(args) -> int:
@@ -144,7 +164,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument(
         "--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)"
     )
-    s.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
+    s.add_argument("--port", type=_port, default=8080, help="port (0: any free port)")
     s.add_argument("--method", default="spbox", choices=METHODS)
     s.add_argument(
         "--weights",

@@ -125,6 +125,31 @@ def test_http_body_limits(server):
     assert post(server, GOOD)[0] == 200  # still serving
 
 
+def test_http_refusals_are_json_and_the_server_keeps_serving(server):
+    """A negative Content-Length, an unknown method and a garbled request line: each a JSON
+    error, then the next request is served."""
+    import socket
+
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    conn.putrequest("POST", "/")
+    conn.putheader("Content-Length", "-1")
+    conn.endheaders()
+    r = conn.getresponse()
+    assert r.status == 400 and "Content-Length" in json.loads(r.read())["error"]
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    conn.request("PUT", "/", body=b"{}")
+    r = conn.getresponse()
+    assert r.status == 501 and r.getheader("Content-Type") == "application/json"
+    assert "error" in json.loads(r.read())
+    conn.close()
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as sock:
+        sock.sendall(b"GARBLED\r\n\r\n")
+        answer = sock.recv(4096).split(b"\r\n\r\n", 1)
+    assert answer[0].startswith(b"HTTP/1.1 400") and "error" in json.loads(answer[1])
+    assert post(server, GOOD)[0] == 200  # still serving
+
+
 def test_serve_parser():
     p = argparse.ArgumentParser()
     add_serve_parser(p.add_subparsers(dest="command"))
@@ -136,6 +161,8 @@ def test_serve_parser():
     assert not args.precise_edges and p.parse_args(["serve-cvat", "--precise-edges"]).precise_edges
     with pytest.raises(SystemExit):
         p.parse_args(["serve-cvat", "--method", "nope"])
+    with pytest.raises(SystemExit):  # a port out of range is a usage error, not an OverflowError
+        p.parse_args(["serve-cvat", "--port", "99999"])
 
 
 # -- native cvat-sdk function -----------------------------------------------------------------
