@@ -179,17 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def run_command(prog: str, func, *args) -> int:
+    """``func(*args)``, with the errors a user can fix answered in one line and exit status 2.
+
+    A refused click, a bad path (missing, a folder, not readable), bad weights or a busy port is
+    the user's to fix: say what is wrong, no traceback. ``spbox`` and the demo both run this way.
+    """
     from .core.protocol import ProtocolError
 
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return func(*args)
     except (ProtocolError, OSError, ValueError, RuntimeError) as exc:
-        # A refused click, a bad path (missing, a folder, not readable) or a busy port is the
-        # user's to fix: say what is wrong, no traceback.
-        print(f"spbox {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(f"spbox {args.command}", args.func, args)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def _samples():
 
 
 def main(argv=None) -> int:
+    from .cli import _writable
     from .core.postprocess import keep_clicked_components
     from .core.protocol import Session
     from .predictors import PredictorSettings, make_predictor
@@ -44,8 +45,6 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    from .cli import _writable
-
     _writable(args.out, "--out")
     panels = []
     for name, image, clicks, weights, title in _samples():
@@ -71,11 +70,9 @@ def main(argv=None) -> int:
 
 def _run(argv=None) -> int:
     """``main`` as a command: bad weights or an unwritable ``--out`` get one line, exit 2."""
-    try:
-        return main(argv)
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"napari_spbox.demo: error: {exc}", file=sys.stderr)
-        return 2
+    from .cli import run_command
+
+    return run_command("napari_spbox.demo", main, argv)
 
 
 if __name__ == "__main__":
