@@ -45,17 +45,19 @@ from .weights import (
 
 
 def network_input(
-    rgb: np.ndarray, guidance: np.ndarray, prev: np.ndarray | None = None
+    rgb: np.ndarray,
+    guidance: np.ndarray,
+    prev: np.ndarray | None = None,
+    prior: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Stack RGB and guidance (both ``(H, W, 3)`` in [0, 1]) into a ``(6, H, W)`` tensor in [-1, 1].
 
-    With ``prev`` (an ``(H, W)`` previous mask) the tensor has a 7th channel, the mask.
+    With ``prev`` (an ``(H, W)`` previous mask) the tensor has a 7th channel, the mask; with
+    ``prior`` (an ``(H, W)`` foreground prior, :mod:`~napari_spbox.model.prior`) one more after it.
     """
-    parts = (
-        [rgb, guidance]
-        if prev is None
-        else [rgb, guidance, np.asarray(prev, np.float32)[..., None]]
-    )
+    parts = [rgb, guidance] + [
+        np.asarray(m, np.float32)[..., None] for m in (prev, prior) if m is not None
+    ]
     return _chw_signed(np.concatenate(parts, axis=-1))
 
 
@@ -80,13 +82,15 @@ def window_input(
     transform=None,
     mark=None,
     prev: np.ndarray | None = None,
+    prior: np.ndarray | None = None,
 ) -> torch.Tensor:
     """The network's ``(6, size, size)`` input for ``window``: RGB + guidance of that crop, resized.
 
     Guidance is painted only inside the window, so the cost follows the crop, not the image.
     ``transform`` (training's guidance dropout) is applied to the guidance crop;
     ``mark("guidance")`` is called once the guidance maps are painted (stage timing). ``prev``, an
-    image-sized previous mask, adds a 7th channel (its crop).
+    image-sized previous mask, adds a 7th channel (its crop); ``prior``, the image's foreground
+    prior, one more.
     """
     guidance = guidance_stack(sp, session, variant, window)
     if mark is not None:
@@ -94,7 +98,12 @@ def window_input(
     if transform is not None:
         guidance = transform(guidance)
     sl = (slice(window.top, window.bottom + 1), slice(window.left, window.right + 1))
-    x = network_input(rgb[sl], guidance, None if prev is None else prev[sl])
+    x = network_input(
+        rgb[sl],
+        guidance,
+        None if prev is None else prev[sl],
+        None if prior is None else prior[sl],
+    )
     return F.interpolate(x[None], (size, size), mode="bilinear", align_corners=False)[0]
 
 
@@ -233,7 +242,10 @@ class SPBoxPredictor(Predictor):
                 self.model, self.device, backend, weights or DEFAULT_WEIGHTS, self.size
             )
         self.backend = self.runner.name
-        self.reads_prev_mask = self.model.in_channels == PREV_MASK_CHANNELS
+        self.reads_prev_mask = self.model.in_channels >= PREV_MASK_CHANNELS
+        #: A network with the foreground prior input (:mod:`~napari_spbox.model.prior`).
+        self.reads_prior = hasattr(self.model, "foreground")
+        self._prior: np.ndarray | None = None
         #: A split network (:mod:`~napari_spbox.model.split`): its encoder runs once per window.
         self.split = hasattr(self.runner, "encode")
         self._masks: OrderedDict = OrderedDict()
@@ -243,6 +255,17 @@ class SPBoxPredictor(Predictor):
         super()._forget_image()
         self._masks.clear()
         self._embeddings.clear()
+        self._prior = None
+
+    @property
+    def prior(self) -> np.ndarray | None:
+        """The image's foreground prior (computed once per image), or ``None`` for a network
+        without that input."""
+        if not self.reads_prior:
+            return None
+        if self._prior is None:
+            self._prior = self.model.foreground(self.rgb)
+        return self._prior
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor, window: Box | None = None) -> torch.Tensor:
@@ -276,17 +299,24 @@ class SPBoxPredictor(Predictor):
         return self._embeddings[key]
 
     def warm_up(self) -> None:
-        """The per-image work before the first click: SLIC, and for a split network also its
-        encoder on the whole image (the window of a first click without a box), in a second
-        thread at the same time. The encoder reads neither clicks nor superpixels, and both spend
-        most of their time outside Python's GIL, so on two cores the first click no longer waits
-        for one after the other."""
-        if self.rgb is None or not self.split or self._superpixels is not None:
+        """The per-image work before the first click: SLIC, and in a second thread at the same
+        time the foreground prior (a network with that input) or a split network's encoder on the
+        whole image (the window of a first click without a box). Neither reads clicks or
+        superpixels, and both spend most of their time outside Python's GIL, so on two cores the
+        first click no longer waits for one after the other."""
+        if (
+            self.rgb is None
+            or self._superpixels is not None
+            or not (self.split or self.reads_prior)
+        ):
             return super().warm_up()
-        window = zoom_window(None, self.shape)
-        rgb = window_rgb(self.rgb, window, self.size)[None]
+        if self.reads_prior:
+            job_fn, args = lambda: self.prior, ()
+        else:
+            window = zoom_window(None, self.shape)
+            job_fn, args = self._embedding, (window_rgb(self.rgb, window, self.size)[None], window)
         with ThreadPoolExecutor(1) as pool:
-            job = pool.submit(self._embedding, rgb, window)
+            job = pool.submit(job_fn, *args)
             super().warm_up()
             job.result()
 
@@ -337,7 +367,15 @@ class SPBoxPredictor(Predictor):
         window = zoom_window(guidance_region(sp, session), self.shape)
         mark("window")
         x = window_input(
-            self.rgb, sp, session, window, self.size, self.variant, mark=mark, prev=prev
+            self.rgb,
+            sp,
+            session,
+            window,
+            self.size,
+            self.variant,
+            mark=mark,
+            prev=prev,
+            prior=self.prior,
         )
         mark("preprocess")
         logits = self.forward(x, window)

@@ -21,6 +21,8 @@ reach the output without passing through the whole encoder.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +30,9 @@ from torch import nn
 IN_CHANNELS = 6
 #: Input channels of a network that also reads the previous mask (RGB, S+, S-, G, previous mask).
 PREV_MASK_CHANNELS = 7
+#: Input channels of a network that also reads the VOC foreground prior after the previous mask
+#: (:mod:`~napari_spbox.model.prior`).
+PRIOR_CHANNELS = 8
 
 # (repeats, kernel, stride, expand ratio, out channels) of the seven stages of EfficientNet-Lite0
 # and -Lite2 (Lite scales width and depth but keeps the 32-channel stem), as in the pretrained state
@@ -338,8 +343,26 @@ def build_network(
     ``ensemble`` needs ``members``, the architecture names of its networks (built untrained).
     ``in_channels`` :data:`PREV_MASK_CHANNELS` adds the previous-mask input. A name ending in
     :data:`OUTLINE_SUFFIX` (or :data:`COLOUR_SUFFIX`) gives that network with an outline head
-    (:class:`~napari_spbox.model.outline.SPBoxOutline`).
+    (:class:`~napari_spbox.model.outline.SPBoxOutline`); one ending in
+    :data:`~napari_spbox.model.prior.PRIOR_SUFFIX` gives a Lite network reading
+    :data:`PRIOR_CHANNELS` channels with the VOC network behind the prior
+    (:class:`~napari_spbox.model.prior.WithPrior`; ``pretrained`` loads the authors' VOC weights).
     """
+    from .prior import PRIOR_SUFFIX
+
+    if arch.endswith(PRIOR_SUFFIX):
+        from .prior import WithPrior
+
+        base = arch[: -len(PRIOR_SUFFIX)]
+        if base not in _LITE_STAGES or in_channels != PRIOR_CHANNELS:
+            raise ValueError(
+                f"the prior input is for Lite networks reading {PRIOR_CHANNELS} channels, "
+                f"not {base!r} with {in_channels}"
+            )
+        return WithPrior(
+            SPBoxLite(pretrained, base, in_channels),
+            _voc_file(imagenet_checkpoint) if pretrained else None,
+        )
     if in_channels not in (IN_CHANNELS, PREV_MASK_CHANNELS):
         raise ValueError(
             f"a network reads {IN_CHANNELS} or {PREV_MASK_CHANNELS} channels, not {in_channels}"
@@ -389,7 +412,7 @@ def _voc_file(given: str | None):
 
 def add_prev_mask_input(model: nn.Module) -> nn.Module:
     """A copy of a trained 6-channel network that also reads a previous mask, computing exactly what
-    it did.
+    it did (:func:`add_input_channel`).
 
     The mask enters through the stem and, in the Lite networks, also through the last decoder stage
     (stride 4), a short path to the output that a fine-tune can learn quickly. Every weight that
@@ -397,11 +420,39 @@ def add_prev_mask_input(model: nn.Module) -> nn.Module:
     the mask through unchanged), so training starts from the trained network's own output and learns
     what the previous mask adds. A network that already reads one is returned as it is.
     """
-    if model.in_channels == PREV_MASK_CHANNELS:
+    if model.in_channels >= PREV_MASK_CHANNELS:
         return model
     if model.arch not in ARCHITECTURES or model.arch == "ensemble":
         raise ValueError(f"cannot add a previous-mask input to a {model.arch!r} network")
-    out = build_network(model.arch, in_channels=PREV_MASK_CHANNELS)
+    return add_input_channel(model, build_network(model.arch, in_channels=PREV_MASK_CHANNELS))
+
+
+def add_prior_input(model: nn.Module, voc_weights: str | Path | None) -> nn.Module:
+    """A trained Lite network reading the previous mask, given the foreground prior as an 8th input
+    channel (:class:`~napari_spbox.model.prior.WithPrior`, VOC network from ``voc_weights``) and
+    computing exactly what it did (:func:`add_input_channel`). One that reads it already is returned
+    as it is.
+    """
+    from .prior import WithPrior
+
+    if model.in_channels == PRIOR_CHANNELS:
+        return model
+    if model.arch not in _LITE_STAGES or model.in_channels != PREV_MASK_CHANNELS:
+        raise ValueError(
+            "the prior input is added to a Lite network that reads the previous mask, "
+            f"not to {model.arch!r} with {model.in_channels} channels"
+        )
+    base = SPBoxLite(arch=model.arch, in_channels=PRIOR_CHANNELS)
+    return WithPrior(add_input_channel(model, base), voc_weights)
+
+
+def add_input_channel(model: nn.Module, out: nn.Module) -> nn.Module:
+    """``out``, a network of ``model``'s architecture reading one more input channel (the last),
+    given ``model``'s weights so that it computes what ``model`` did.
+
+    Every weight that reads the new channel starts at zero (a depthwise filter and batch norm for
+    it pass it through unchanged), so training starts from the trained network's own output.
+    """
     state = model.state_dict()
     for key, value in out.state_dict().items():
         # one more channel, always the last, along one dimension

@@ -53,12 +53,16 @@ def load_checkpoint(path, model, opt) -> tuple[int, int]:
     """Load ``path`` (a ``last.pt``) into ``model`` and ``opt``; returns ``(first epoch to run,
     step)``.
 
-    A checkpoint of another input (with or without ``--prev-mask``) is refused by name.
+    A checkpoint of another input (with or without ``--prev-mask`` or ``--prior``) is refused by
+    name.
     """
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    if ck.get("in_channels", IN_CHANNELS) != model.in_channels:
-        had = "with" if ck.get("in_channels", IN_CHANNELS) == PREV_MASK_CHANNELS else "without"
-        raise ValueError(f"{path} was trained {had} --prev-mask; resume it the same way")
+    channels = ck.get("in_channels", IN_CHANNELS)
+    if channels != model.in_channels:
+        had = {IN_CHANNELS: "without --prev-mask", PREV_MASK_CHANNELS: "with --prev-mask"}.get(
+            channels, "with --prev-mask --prior"
+        )
+        raise ValueError(f"{path} was trained {had}; resume it the same way")
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     return ck["epoch"] + 1, ck["step"]
@@ -93,6 +97,7 @@ def training_recipe(config, lr: float, prev_mask: bool, device_type: str, proces
         "union": c.p_union,
         "freeze_bn": c.freeze_bn,
         "prev_mask": prev_mask,
+        "prior": bool(getattr(config, "prior", False)),
         "device": device_type,
         "processes": processes,
         "workers": c.workers,

@@ -159,6 +159,7 @@ def train_config(args):
         p_union=args.union,
         keep_epochs=args.keep_epochs,
         prev_mask=args.prev_mask,
+        prior=args.prior,
         iterative_decay=args.iterative_decay,
     )
 
@@ -291,6 +292,14 @@ def add_parsers(sub) -> None:
         "paper); from 6-channel --init weights the new channel starts at zero; "
         "implied by --init weights that read one (the shipped ones). Use with "
         "--iterative, which fills it",
+    )
+    t.add_argument(
+        "--prior",
+        action="store_true",
+        help="one more input channel after the previous mask: the VOC segmentation "
+        "network's 'any object' probability, computed once per image and cached "
+        "(issue 32's cheaper route; Lite networks); from --init weights without it the "
+        "channel starts at zero. Needs --prev-mask or --init weights that read one",
     )
     t.add_argument(
         "--optimizer",

@@ -165,6 +165,44 @@ class SuperpixelCache:
         return sp
 
 
+class PriorCache:
+    """The foreground prior (:func:`~napari_spbox.model.prior.foreground_prior`) per image file,
+    computed once by ``net`` and stored as 8-bit ``.npy`` beside the superpixels."""
+
+    def __init__(self, folder, net):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.net = net
+        self._mem: dict = {}
+
+    def get(self, image_path, rgb) -> np.ndarray:
+        from ..model.prior import PRIOR_SIDE, PRIOR_WIDTH, foreground_prior
+
+        key = hashlib.sha1(
+            f"{Path(image_path).resolve()}:prior:{PRIOR_WIDTH}:{PRIOR_SIDE}".encode()
+        ).hexdigest()[:16]
+        if key not in self._mem:
+            f = self.folder / f"{key}.npy"
+            if f.is_file():
+                q = np.load(f)
+            else:
+                q = np.round(foreground_prior(self.net, rgb) * 255).astype(np.uint8)
+                tmp = f.with_suffix(f".{os.getpid()}.tmp.npy")
+                np.save(tmp, q)
+                os.replace(tmp, f)
+            self._mem[key] = q
+        return self._mem[key].astype(np.float32) / 255.0
+
+    def fill(self, items, progress: bool = True) -> None:
+        """Compute the prior of every image of ``items`` now (before DataLoader workers start,
+        which would each compute their own)."""
+        from tqdm import tqdm
+
+        paths = sorted({str(i.image_path): i for i in items}.items())
+        for path, item in tqdm(paths, desc="foreground prior", disable=not progress):
+            self.get(path, to_rgb_float(item.load()[0]))
+
+
 def _jitter_window(window: Box, shape, rng) -> Box:
     """Scale (0.8-1.25x) and shift (up to 10% of the side) the crop window: scale augmentation."""
     s = rng.uniform(0.8, 1.25)
@@ -227,7 +265,9 @@ class ClickSampleDataset(Dataset):
     take the union of them as the object (:meth:`_union_mask`): users and benchmarks such as DAVIS
     often mean such a group. With ``prev_mask`` each input has a 7th channel, the previous mask:
     empty as drawn, the network's own mask before the newest click once :meth:`with_error_click`
-    adds one.
+    adds one. With ``prior`` (a :class:`PriorCache`) one more channel follows: the image's
+    foreground prior (for a copy-paste composite, the object's and the background's priors pasted
+    as the pixels are).
     """
 
     def __init__(
@@ -244,7 +284,9 @@ class ClickSampleDataset(Dataset):
         p_boxed: float = 0.0,
         p_union: float = 0.0,
         prev_mask: bool = False,
+        prior: PriorCache | None = None,
     ):
+        self.prior = prior
         self.items, self.cache, self.size, self.p_robot = list(items), cache, size, p_robot
         self.prev_mask = prev_mask
         self.p_boxed, self.p_union = p_boxed, p_union
@@ -257,7 +299,8 @@ class ClickSampleDataset(Dataset):
         self.p_paste = p_paste
         self.epoch = 0
         self._loaded: dict = {}
-        self._images: dict = {}  # image path -> (rgb, superpixels): many objects share one image
+        # image path -> (rgb, superpixels, prior or None): many objects share one image
+        self._images: dict = {}
         self._pasted: dict = {}  # (epoch, i) -> composite: iterative training redraws a sample
 
     def __len__(self):
@@ -270,25 +313,26 @@ class ClickSampleDataset(Dataset):
             key = str(item.image_path)
             if key not in self._images:
                 rgb = to_rgb_float(image)
-                self._images[key] = (rgb, self.cache.get(item.image_path, rgb))
-            rgb, sp = self._images[key]
-            self._loaded[idx] = (rgb, mask, sp)
+                prior = None if self.prior is None else self.prior.get(item.image_path, rgb)
+                self._images[key] = (rgb, self.cache.get(item.image_path, rgb), prior)
+            rgb, sp, prior = self._images[key]
+            self._loaded[idx] = (rgb, mask, sp, prior)
         return self._loaded[idx]
 
     def _draw(self, i):
         """Everything random about sample ``i`` of this epoch: clicks, window, augmentation seed."""
         rng = np.random.default_rng([self.seed, self.epoch, i])
         idx = i % len(self.items)
-        rgb, mask, sp = self._load(idx)
+        rgb, mask, sp, prior = self._load(idx)
         if self.augment and self.p_union and self._siblings[idx] and rng.uniform() < self.p_union:
             mask = self._union_mask(idx)
         if self.augment and self.p_paste and len(self.items) > 1 and rng.uniform() < self.p_paste:
-            rgb, sp = self._composite(i, rgb, mask, rng)
+            rgb, sp, prior = self._composite(i, rgb, mask, prior, rng)
         session = simulate_session(mask, sp, rng, p_robot=self.p_robot, p_boxed=self.p_boxed)
         window = zoom_window(guidance_region(sp, session), rgb.shape)
         if self.augment:
             window = _jitter_window(window, rgb.shape, rng)
-        return rgb, mask, sp, session, window, int(rng.integers(2**32))
+        return rgb, mask, sp, prior, session, window, int(rng.integers(2**32))
 
     def _union_mask(self, idx, gap: int = 3):
         """Item ``idx``'s mask joined with the other objects of its image that come within ``gap``
@@ -304,9 +348,9 @@ class ClickSampleDataset(Dataset):
             self._unions[idx] = union
         return self._unions[idx]
 
-    def _composite(self, i, rgb, mask, rng):
+    def _composite(self, i, rgb, mask, prior, rng):
         """Copy-paste: sample ``i``'s object over a random other item's image, with its own
-        superpixels."""
+        superpixels (and prior, pasted the same way)."""
         n = len(self.items)
         other = (i % n + int(rng.integers(1, n))) % n  # any item but this one
         flip = bool(rng.uniform() < 0.5)
@@ -314,11 +358,14 @@ class ClickSampleDataset(Dataset):
         if key not in self._pasted:
             if len(self._pasted) > 64:
                 self._pasted.clear()
-            comp = paste_object(rgb, mask, self._load(other)[0], flip)
-            self._pasted[key] = (comp, compute_superpixels(comp, self.cache.n_segments))
+            background = self._load(other)
+            comp = paste_object(rgb, mask, background[0], flip)
+            if prior is not None:
+                prior = paste_object(prior[..., None], mask, background[3][..., None], flip)[..., 0]
+            self._pasted[key] = (comp, compute_superpixels(comp, self.cache.n_segments), prior)
         return self._pasted[key]
 
-    def _render(self, rgb, mask, sp, session, window, aug_seed):
+    def _render(self, rgb, mask, sp, prior, session, window, aug_seed):
         # re-rendering with more clicks repeats the augmentation
         arng = np.random.default_rng(aug_seed)
         x = window_input(
@@ -326,6 +373,10 @@ class ClickSampleDataset(Dataset):
         )
         if self.prev_mask:  # empty as drawn (-1 after scaling); with_error_click fills it
             x = torch.cat([x, torch.full_like(x[:1], -1.0)])
+        if prior is not None:
+            x = torch.cat(
+                [x, crop_resize(torch.from_numpy(prior)[None] * 2.0 - 1.0, window, self.size)]
+            )
         y = crop_resize(torch.from_numpy(mask[None].astype(np.float32)), window, self.size)
         flip = False
         if self.augment:
@@ -350,10 +401,10 @@ class ClickSampleDataset(Dataset):
         """
         from ..evaluation.robot import next_click
 
-        rgb, mask, sp, session, window, seed = self._draw(i)
+        rgb, mask, sp, prior, session, window, seed = self._draw(i)
         for c in extra:
             session.add_click(*c)
-        x, y, flip = self._render(rgb, mask, sp, session, window, seed)
+        x, y, flip = self._render(rgb, mask, sp, prior, session, window, seed)
         if bool((x[3:6] == 1).all()):
             return None
         click = next_click(prob.numpy() > THRESHOLD, y[0].numpy() > 0.5)
@@ -366,7 +417,7 @@ class ClickSampleDataset(Dataset):
         col = min(rgb.shape[1] - 1, int(window.left + (c + 0.5) * window.width / self.size))
         extra.append((row, col, positive))
         session.add_click(row, col, positive)
-        x = self._render(rgb, mask, sp, session, window, seed)[0]
+        x = self._render(rgb, mask, sp, prior, session, window, seed)[0]
         # prob is in the input's own (possibly flipped) frame, as is the new input
         if self.prev_mask:
             x[6] = (prob > THRESHOLD).float() * 2.0 - 1.0

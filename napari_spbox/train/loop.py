@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..model.network import PREV_MASK_CHANNELS
+from ..model.network import PREV_MASK_CHANNELS, _voc_file, add_prior_input, build_network
 from ..model.outline import SPBoxOutline
 from ..model.weights import INPUT_SIZE, load_model
 from .checkpoints import (
@@ -40,6 +40,7 @@ from .checkpoints import (
 from .data import (
     MIN_AREA,
     ClickSampleDataset,
+    PriorCache,
     SuperpixelCache,
     read_image_names,
     without_images,
@@ -193,6 +194,11 @@ class TrainConfig:
         A 7th input channel, the mask before the newest click (RITM; not in the paper); from
         6-channel ``init`` weights the new channel starts at zero; implied by ``init`` weights
         that read one (the shipped ones). Use with ``p_iterative``, which fills it.
+    prior : bool
+        One more input channel after the previous mask: the VOC network's foreground prior
+        (:mod:`~napari_spbox.model.prior`), computed once per image and cached beside the
+        superpixels; from ``init`` weights without it the new channel starts at zero. Implied by
+        ``init`` weights that read it. Needs ``prev_mask`` (or ``init`` weights that read one).
     iterative_decay : float
         Each further error-click count is this many times as likely as the one before, in
         (0, 1] (1: uniform; 0.8 with ``max_iterative_clicks=10`` keeps 55 % of them at 3 or
@@ -235,6 +241,7 @@ class TrainConfig:
     p_union: float = 0.0
     keep_epochs: bool = False
     prev_mask: bool = False
+    prior: bool = False
     iterative_decay: float = 1.0
     optimizer: str = "sgd"
     encoder_lr_scale: float = 0.0
@@ -287,7 +294,17 @@ def _train(c: TrainConfig) -> Path:
     if c.outline_head:
         model = SPBoxOutline(model, colour=c.outline_head == "colour")
     # weights that read a previous mask (the shipped ones since stop 26) go on reading it
-    prev_mask = c.prev_mask or (model is not None and model.in_channels == PREV_MASK_CHANNELS)
+    prev_mask = c.prev_mask or (model is not None and model.in_channels >= PREV_MASK_CHANNELS)
+    with_prior = c.prior or hasattr(model, "foreground")
+    if with_prior:
+        if not prev_mask:
+            raise ValueError("--prior needs --prev-mask (its channel follows the previous mask's)")
+        model = add_prior_input(
+            model
+            if model is not None
+            else build_network(c.arch, True, in_channels=PREV_MASK_CHANNELS),
+            _voc_file(None),
+        )
 
     train_items, val_items = held_apart(c.data, c.min_area)
     if c.exclude_images:
@@ -295,6 +312,10 @@ def _train(c: TrainConfig) -> Path:
         if not train_items:
             raise ValueError(f"{c.exclude_images} excludes every training image of {c.data}")
     cache = SuperpixelCache(c.cache_dir or out_dir / "superpixels")
+    prior = None
+    if with_prior:
+        prior = PriorCache(cache.folder / "prior", model.prior)
+        prior.fill(train_items, c.progress and rank == 0)
     ds = ClickSampleDataset(
         train_items,
         cache,
@@ -306,6 +327,7 @@ def _train(c: TrainConfig) -> Path:
         p_boxed=c.p_boxed,
         p_union=c.p_union,
         prev_mask=prev_mask,
+        prior=prior,
     )
     sampler = DistributedSampler(ds, shuffle=True, seed=c.seed) if distributed else None
     loader = _loader(ds, c.batch_size, sampler, c.workers, c.seed)

@@ -16,13 +16,14 @@ PREV_MASK_LR_SCALE = 10.0
 
 
 def _speed_up_prev_mask_filters(model, scale: float = PREV_MASK_LR_SCALE) -> None:
-    """Scale the gradient of the stem's previous-mask filters (the 7th input channel) by
-    ``scale``."""
+    """Scale the gradient of the stem's previous-mask filters (the 7th input channel) and of the
+    foreground prior's after them (:mod:`~napari_spbox.model.prior`), by ``scale``: both start at
+    zero."""
     stem = model.stem_conv
     if not stem.weight.requires_grad:  # a frozen network (under an outline head) learns nothing
         return
     factor = torch.ones(1, stem.weight.shape[1], 1, 1)
-    factor[:, PREV_MASK_CHANNELS - 1] = scale
+    factor[:, PREV_MASK_CHANNELS - 1 :] = scale
     stem.weight.register_hook(lambda grad: grad * factor.to(grad.device))
 
 
