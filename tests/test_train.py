@@ -437,7 +437,7 @@ def test_copy_paste_puts_the_object_on_another_images_background(tmp_path, disk_
     assert drawn[outer][:, 1].max() > 0.9  # sample 0 (the disk) shows the stripes
     assert sp.labels.shape == mask.shape and not np.array_equal(sp.labels, ds._load(0)[2].labels)
     again = ds._draw(0)  # iterative training redraws a sample: the very same composite and clicks
-    assert again[0] is drawn and again[3].clicks == ds._draw(0)[3].clicks
+    assert again[0] is drawn and again[4].clicks == ds._draw(0)[4].clicks
     plain = ClickSampleDataset(items, SuperpixelCache(tmp_path / "sp", 200), size=64)
     assert np.array_equal(plain._draw(0)[0], rgb)  # off by default
 
