@@ -93,8 +93,7 @@ def cmd_segment(args) -> int:
     for r, c, positive in args.click or []:
         session.add_click(r, c, positive)
     pred = predictor.predict(session)
-    out = Path(args.out)
-    save_overlay(out, image, pred.mask, session)
+    out = save_overlay(args.out, image, pred.mask, session)
     if args.mask_out:
         from PIL import Image
 

@@ -18,7 +18,7 @@ def save_overlay(
 
 def save_overlays(path, panels) -> Path:
     """Several overlays side by side in one PNG; ``panels`` holds ``(image, mask, session, title)``
-    tuples."""
+    tuples. A ``path`` without a suffix gets ``.png``; returns the path written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,6 +37,8 @@ def save_overlays(path, panels) -> Path:
     for ax, (image, mask, session, title) in zip(axes[0], panels):
         _draw_overlay(ax, image, mask, session, title)
     path = Path(path)
+    if not path.suffix:  # matplotlib would add it; the caller reports the file it is given back
+        path = path.with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight", pad_inches=0.02)
     plt.close(fig)
@@ -140,6 +142,8 @@ def plot_miou(path, summaries: list) -> Path:
     ax.set_title(f"mIoU vs clicks {name}".strip())
     ax.legend(fontsize=8, loc="lower right")
     path = Path(path)
+    if not path.suffix:  # matplotlib would add it; the caller reports the file it is given back
+        path = path.with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

@@ -177,6 +177,27 @@ def test_segment_grabcut_writes_overlay_and_mask(tiny_dataset, tmp_path):
     assert overlay.is_file() and mask[80, 100] and not mask[5, 5]
 
 
+def test_segment_reports_the_file_it_wrote_when_out_has_no_suffix(tiny_dataset, tmp_path, capsys):
+    """``--out NAME`` writes NAME.png (as matplotlib does) and says so, not NAME."""
+    image = str(tiny_dataset / "img" / "0.jpg")
+    args = ["segment", image, "--method", "grabcut", "--click", "100,80", "--click", "135,115,neg"]
+    assert main(args + ["--out", str(tmp_path / "overlay")]) == 0
+    assert (tmp_path / "overlay.png").is_file() and not (tmp_path / "overlay").exists()
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'overlay.png'}:")
+
+
+def test_average_refuses_an_out_that_is_not_a_pt_file(tmp_path, capsys):
+    """``spbox average a.v1 ...``: its card would be a.json, shared with a.v2's; refused in one
+    line before anything is written."""
+    from napari_spbox.model.network import build_network
+    from napari_spbox.model.weights import save_weights
+
+    a = save_weights(build_network(), tmp_path / "a.pt")
+    assert main(["average", str(tmp_path / "avg.v1"), str(a), str(a)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ".pt" in err and not list(tmp_path.glob("avg*"))
+
+
 def test_segment_refuses_out_of_protocol_click(tiny_dataset, capsys):
     assert (
         main(

@@ -116,6 +116,9 @@ def _csv_name(weights) -> str:
 def cmd_average(args) -> int:
     from ..model.weights import average_weights, ensemble_weights
 
+    if Path(args.out).suffix != ".pt":
+        # its card is OUT with .json for a suffix: a.v1 and a.v2 would share a.json
+        raise ValueError(f"the output must be a .pt file, not {args.out}")
     print((ensemble_weights if args.ensemble else average_weights)(args.weights, args.out))
     return 0
 
