@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .predictors import add_weights_options
+
 #: Sizes measured when ``--size`` is not given.
 DEFAULT_SIZES = ("native", "480x640")
 #: Objects used of each ``--data`` dataset (the first few, by file name; ``--limit``'s default).
@@ -531,12 +533,7 @@ def add_benchmark_parser(subparsers):
     b.add_argument(
         "--size", nargs="+", default=None, help="native and/or HxW (default: native 480x640)"
     )
-    b.add_argument("--device", default="cpu", help="cpu or cuda")
-    b.add_argument(
-        "--weights",
-        default=None,
-        help="a weights file, or shipped weights by name: natural (default), microscopy",
-    )
+    add_weights_options(b)
     b.add_argument(
         "--backend",
         default="auto",

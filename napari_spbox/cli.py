@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .predictors import METHODS
+from .predictors import METHODS, add_weights_options
 
 _POSITIVE = ("+", "pos", "p", "1", "positive")
 _NEGATIVE = ("-", "neg", "n", "0", "negative")
@@ -142,12 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="start from a box"
     )
     s.add_argument("--method", default="spbox", choices=METHODS)
-    s.add_argument(
-        "--weights",
-        default=None,
-        help="a weights file, or shipped weights by name: natural (default), microscopy",
-    )
-    s.add_argument("--device", default="cpu")
+    add_weights_options(s)
     s.add_argument(
         "--no-refine",
         action="store_true",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .predictors import add_weights_options
+
 #: (row, col, positive) in the 400x600 coffee image: the cup, a negative just outside its lower
 #: right (the box), then a positive on the cup's red wall, which the first mask misses.
 DEMO_CLICKS = [(150, 290, True), (290, 418, False), (215, 215, True)]
@@ -38,12 +40,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m napari_spbox.demo", description=__doc__)
     parser.add_argument("--out", default="demo.png")
-    parser.add_argument(
-        "--weights",
-        default=None,
-        help="a weights file, or shipped weights by name: natural (default), microscopy",
-    )
-    parser.add_argument("--device", default="cpu")
+    add_weights_options(parser)
     args = parser.parse_args(argv)
     _writable(args.out, "--out")
     panels = []

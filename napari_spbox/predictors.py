@@ -182,3 +182,13 @@ def make_predictor(settings: PredictorSettings | str = "spbox", **options):
     from .core.baselines import GrabCutPredictor, RandomWalkerPredictor
 
     return (GrabCutPredictor if settings.method == "grabcut" else RandomWalkerPredictor)(**kw)
+
+
+def add_weights_options(parser) -> None:
+    """``--weights`` and ``--device``, as every command that runs the network takes them."""
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="a weights file, or shipped weights by name: natural (default), microscopy",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -20,7 +20,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .cvat import MAX_PIXELS, InteractorService, error_json
-from .predictors import METHODS
+from .predictors import METHODS, add_weights_options
 
 #: Largest request body read: a 50 MP PNG in base64 fits; anything bigger is refused unread.
 MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -166,12 +166,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     )
     s.add_argument("--port", type=_port, default=8080, help="port (0: any free port)")
     s.add_argument("--method", default="spbox", choices=METHODS)
-    s.add_argument(
-        "--weights",
-        default=None,
-        help="a weights file, or shipped weights by name: natural (default), microscopy",
-    )
-    s.add_argument("--device", default="cpu")
+    add_weights_options(s)
     s.add_argument(
         "--precise-edges",
         action="store_true",

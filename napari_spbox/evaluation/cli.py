@@ -12,7 +12,7 @@ import functools
 import json
 from pathlib import Path
 
-from ..predictors import METHODS
+from ..predictors import METHODS, add_weights_options
 
 
 def cmd_evaluate(args) -> int:
@@ -183,12 +183,7 @@ def add_parsers(sub) -> None:
         help="leave pixels within W px of each object's outline out of the IoU and the "
         "clicks (as GrabCut's grey band): what outline errors of W px or less cost",
     )
-    e.add_argument(
-        "--weights",
-        default=None,
-        help="a weights file, or shipped weights by name: natural (default), microscopy",
-    )
-    e.add_argument("--device", default="cpu")
+    add_weights_options(e)
     e.add_argument(
         "--variant",
         default=None,
